@@ -1,0 +1,76 @@
+"""Kill -9 at random moments, re-run until done: no order captured twice, none lost."""
+
+from __future__ import annotations
+
+import csv
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from recon.sandbox.app import SANDBOX_POS_ID
+from recon.sandbox.process import SandboxServer
+
+ORDERS = 500
+# 10 % of capture requests meet a fault; `slow` commits after the client's 1 s timeout.
+FAULTS = (
+    "drop_after_commit=0.02,error500_after_commit=0.02,error503_before=0.02,"
+    "slow=0.02:1.5,not_json=0.01,rate429=0.01:1"
+)
+
+
+def write_orders(path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["order_id", "order_currency", "charge_amount", "pos_id"])
+        for i in range(ORDERS):
+            w.writerow([f"K-{i:04d}", "UAH", "" if i % 5 == 0 else f"{10 + i % 90}.{i % 100:02d}",
+                        SANDBOX_POS_ID])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_never_captures_twice(tmp_path: Path) -> None:
+    orders = tmp_path / "orders.csv"
+    write_orders(orders)
+    journal = tmp_path / "journal.sqlite"
+    rng = random.Random(20261204)
+    command = [
+        sys.executable, "-m", "recon", "capture", str(orders), "--yes", "--journal", str(journal),
+        "--rate", "150", "--concurrency", "16", "--timeout", "1", "--settle-timeout", "5",
+        "--out", str(tmp_path / "book.xlsx"),
+    ]  # fmt: skip
+    args = ["--orders", str(orders), "--faults", FAULTS, "--allow-repeat", "--seed", "7"]
+    with SandboxServer(*args, log=tmp_path / "server.log") as server:
+        kills = 0
+        for _ in range(5):
+            proc = subprocess.Popen(
+                command, env=server.env(), cwd=tmp_path,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(rng.uniform(1.0, 3.5))  # start-up takes about a second
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait()
+        assert kills >= 3, "the batch finished before it could be killed: make it longer"
+        for _ in range(5):
+            done = subprocess.run(
+                command, env=server.env(), cwd=tmp_path, capture_output=True, timeout=300
+            )
+            if done.returncode in (0, 1):
+                break
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        captures = server.stats()["captures"]
+    assert len(captures) == ORDERS  # every capturable order captured
+    twice = {order: n for order, n in captures.items() if n != 1}
+    assert twice == {}
+    wb = load_workbook(tmp_path / "book.xlsx", read_only=True)
+    rows = list(wb["Reconciliation"].iter_rows(values_only=True))
+    outcome = rows[0].index("Outcome")
+    assert len(rows) - 1 == ORDERS
+    assert {r[outcome] for r in rows[1:]} == {"captured"}  # the workbook agrees with the ledger
