@@ -47,6 +47,7 @@ class BatchOptions:
     max_lookups: int = 8  # failed look-ups before an order is left `unknown`
     max_resends: int = 3  # sends of one order after look-ups proved the earlier ones absent
     max_unreachable: int = 6  # connection failures in a row before the batch stops
+    backoff: float = 0.5  # first delay between look-ups of a pending or doubtful capture
 
 
 @dataclass
@@ -161,6 +162,7 @@ class Runner:
         self.stop_reason: StoppedEarly | None = None
         self._answered = False  # the first HTTP answer proves the credentials work
         self._lookups: dict[int, int] = {}
+        self._doubts: dict[int, str] = {}  # why an order's answer was not believed
         self._resends: dict[int, int] = {}
         self._unreachable = 0
 
@@ -244,9 +246,10 @@ class Runner:
         if self._not_processed(seq, reply, Step.SEND):
             return
         if settlement.state is State.IN_DOUBT:
+            self._doubts[seq] = reply.message
             self.agenda.put(Step.RESOLVE, seq)  # look at once: a quick "found" settles it
         elif settlement.state is State.PENDING:
-            self.agenda.put(Step.POLL, seq, backoff(1))
+            self.agenda.put(Step.POLL, seq, backoff(1, self.options.backoff))
         else:
             self._settled(settlement.state)
 
@@ -267,7 +270,9 @@ class Runner:
             elif self._past_settle_time(seq):
                 self._settled(State.PENDING)  # reported `pending`: the provider has not finished
             else:
-                self.agenda.put(Step.POLL, seq, backoff(self._count(self._lookups, seq)))
+                self.agenda.put(
+                    Step.POLL, seq, backoff(self._count(self._lookups, seq), self.options.backoff)
+                )
             return
         if reply.kind is ReplyKind.NOT_FOUND:
             deadline = self.journal.last_deadline(self.run_id, seq) or 0.0
@@ -293,7 +298,7 @@ class Runner:
         if self._count(self._lookups, seq) >= self.options.max_lookups:
             self._give_up(seq, attempt, reply, f"look-ups failed: {reply.message or reply.kind}")
         else:
-            self.agenda.put(step, seq, backoff(self._lookups[seq]))
+            self.agenda.put(step, seq, backoff(self._lookups[seq], self.options.backoff))
 
     def _not_processed(self, seq: int, reply: Reply, step: Step) -> bool:
         """Handle the answers that mean "nothing happened": 401, 429, not sent. True if handled."""
@@ -316,7 +321,7 @@ class Runner:
             if self._unreachable >= self.options.max_unreachable:
                 self.stop(StoppedEarly(f"cannot reach the provider: {reply.message}"))
             else:
-                self.agenda.put(step, seq, backoff(self._unreachable))
+                self.agenda.put(step, seq, backoff(self._unreachable, self.options.backoff))
             return True
         self._answered = True
         self._unreachable = 0
@@ -332,6 +337,8 @@ class Runner:
         log.info("order %s: %s", self.orders[seq].order_id, reply.kind)
 
     def _give_up(self, seq: int, attempt: int, reply: Reply, why: str) -> None:
+        doubt = self._doubts.get(seq)
+        why = f"{doubt}; {why}" if doubt else why  # what made it doubtful, for the Exceptions
         self._record(seq, attempt, reply, Settlement(State.UNKNOWN, reply.http_status, message=why))
         self._settled(State.UNKNOWN)
 

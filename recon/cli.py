@@ -373,6 +373,7 @@ def capture_cmd(
                 "nothing was sent (fix them, or pass --skip-invalid to send the valid rows)",
                 list(batch.rejections),
             )
+    logging.getLogger("recon").info("settings: %s", settings.masked())
     err.print(_plan_table(batch))
     table_info = read_table_info(input_file)
     if dry_run:
@@ -565,6 +566,17 @@ def sandbox_group() -> None:
     """The embedded Financial Line simulator."""
 
 
+def _served_credentials() -> Any:
+    """The FINLINE_* credentials when all three are set, so a client can be tested with its
+    own; otherwise the sandbox's (see recon.sandbox.app.SANDBOX_CREDENTIALS)."""
+    from recon.sandbox.app import Credentials
+
+    s = _settings()
+    if s.api_key and s.api_secret and s.endpoints_key:
+        return Credentials(s.api_key.reveal(), s.api_secret.reveal(), s.endpoints_key.reveal())
+    return None
+
+
 @sandbox_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
 @click.option("--port", type=int, default=8765, show_default=True, help="TCP port.")
@@ -609,7 +621,8 @@ def sandbox_serve_cmd(
 ) -> None:  # fmt: skip
     """Serve the simulator over HTTP on loopback (base URL http://HOST:PORT/api/v1).
 
-    It takes the sandbox credentials (see recon.sandbox.app.SANDBOX_CREDENTIALS); counts of
+    It takes FINLINE_API_KEY, FINLINE_API_SECRET and FINLINE_ENDPOINTS_KEY when all three are
+    set, else the sandbox credentials (recon.sandbox.app.SANDBOX_CREDENTIALS); counts of
     requests, 429s and captures per order are at http://HOST:PORT/_sandbox/stats.
     """
     from recon.sandbox.app import SANDBOX_POS_ID, create_app, serve
@@ -626,7 +639,10 @@ def sandbox_serve_cmd(
     except FaultSpecError as exc:
         raise UsageError(f"--faults: {exc}") from exc
     ledger = Ledger(hold_list, refuse_repeat=not allow_repeat)
-    app = create_app(ledger, faults=plan, rate_limit=rate_limit, latency_ms=latency_ms)
+    app = create_app(
+        ledger, credentials=_served_credentials(), faults=plan, rate_limit=rate_limit,
+        latency_ms=latency_ms,
+    )  # fmt: skip
     try:
         serve(app, host, port)
     except ValueError as exc:

@@ -127,7 +127,7 @@ def _outcome(record: OrderRecord) -> tuple[Outcome, Decimal | None, str]:
         return Outcome.OVER, captured, f"captured {got}, asked {asked}"
     if state is State.UNKNOWN:
         why = record.message or "look-ups could not settle it"
-        return Outcome.UNKNOWN, None, f"answer lost; {why}: check with the provider"
+        return Outcome.UNKNOWN, None, f"not settled ({why}): check with the provider"
     # sending / in_doubt at report time: the run stopped before the doubt was settled
     why = record.message or "the run stopped while the request was in flight"
     return Outcome.UNKNOWN, None, f"answer lost ({why}); not yet looked up: run capture again"

@@ -68,7 +68,9 @@ def sandbox(
     return Sandbox(ledger, httpx.ASGITransport(app=app))
 
 
-FAST = BatchOptions(concurrency=4, timeout=0.5, settle_timeout=2.0, grace=0.2, max_lookups=4)
+FAST = BatchOptions(
+    concurrency=4, timeout=0.5, settle_timeout=2.0, grace=0.2, max_lookups=4, backoff=0.05
+)
 
 
 def run_orders(

@@ -87,7 +87,7 @@ def test_lookups_failing_leave_the_order_unknown(journal: Journal) -> None:
     assert result["ORD-00001"] is Outcome.UNKNOWN
     report = build_report(journal.run_info(run_id), journal.records(run_id), [])
     row = next(r for r in report.rows if r.order_id == "ORD-00001")
-    assert row.captured is None and "answer lost" in row.reason
+    assert row.captured is None and "not settled" in row.reason
     assert box.ledger.capture_count_by_order()["ORD-00001"] == 1
 
 
@@ -191,3 +191,55 @@ def test_connection_refused_everywhere_stops_the_batch(journal: Journal) -> None
     run_id, result = run_orders(journal, batch, box, options=options)
     assert isinstance(result, StoppedEarly) and "cannot reach" in str(result)
     assert all(r.state is State.PLANNED for r in journal.records(run_id))
+
+
+HOSTILE = {
+    "another order": {"order_id": "SOMEONE-ELSE"},
+    "another POS": {"pos_id": "00000000-0000-4000-8000-000000000000"},
+    "unknown status": {"status": "done"},
+    "another currency": {"currency": "USD"},
+    "negative amount": {"amount": -100},
+    "non-numeric amount": {"amount": "100 UAH"},
+    "too many decimals": {"amount": 100.001},
+    "missing status": {"status": None},
+    "wrong JSON type": {"order_id": ["ORD-00000"]},
+}
+
+
+@pytest.mark.parametrize("lookup_works", [True, False])
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_hostile_answer_never_becomes_captured(
+    journal: Journal, name: str, lookup_works: bool
+) -> None:
+    """The answer is recorded as received; the look-up settles it, or the order stays unknown."""
+    import json
+
+    import httpx
+    from conftest import POS
+
+    good = {
+        "order_id": "ORD-00000", "pos_id": POS, "method": "capture", "status": "success",
+        "status_code": "1000", "status_description": "ok", "amount": 100, "currency": "UAH",
+        "operation_id": "op-1", "fee": None,
+    }  # fmt: skip
+    bad = {k: v for k, v in {**good, **HOSTILE[name]}.items() if v is not None}
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, content=json.dumps(bad))
+        if lookup_works:
+            return httpx.Response(200, content=json.dumps(good))
+        return httpx.Response(503, content=b'{"message": "unavailable"}')
+
+    box = sandbox([])
+    box.transport = httpx.MockTransport(provider)
+    run_id, _ = run_orders(journal, orders(1), box)
+    report = build_report(journal.run_info(run_id), journal.records(run_id), [])
+    (row,) = report.rows
+    attempts = journal.attempts(run_id, 0)
+    assert attempts[0]["body"] == json.dumps(bad)  # recorded as received
+    if lookup_works:
+        assert row.outcome is Outcome.CAPTURED and row.operation_id == "op-1"
+    else:
+        assert row.outcome is Outcome.UNKNOWN and row.captured is None
+        assert "answer not believed" in row.reason

@@ -74,3 +74,38 @@ def test_kill_9_at_random_moments_never_captures_twice(tmp_path: Path) -> None:
     outcome = rows[0].index("Outcome")
     assert len(rows) - 1 == ORDERS
     assert {r[outcome] for r in rows[1:]} == {"captured"}  # the workbook agrees with the ledger
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_in_flight_writes_the_workbook_and_resumes(tmp_path: Path) -> None:
+    orders = tmp_path / "orders.csv"
+    write_orders(orders)
+    command = [
+        sys.executable, "-m", "recon", "capture", str(orders), "--yes",
+        "--journal", str(tmp_path / "journal.sqlite"), "--rate", "40", "--concurrency", "8",
+        "--out", str(tmp_path / "book.xlsx"),
+    ]  # fmt: skip
+    args = ["--orders", str(orders), "--latency-ms", "300", "--allow-repeat"]
+    with SandboxServer(*args) as server:
+        proc = subprocess.Popen(
+            command, env=server.env(), cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        time.sleep(3.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err.decode()[-2000:]
+        assert b"interrupted" in err
+        wb = load_workbook(tmp_path / "book.xlsx", read_only=True)
+        rows = list(wb["Reconciliation"].iter_rows(values_only=True))
+        outcome = rows[0].index("Outcome")
+        seen = {r[outcome] for r in rows[1:]}
+        assert len(rows) - 1 == ORDERS and seen == {"captured", "not_sent"}
+        captured_before = sum(1 for r in rows[1:] if r[outcome] == "captured")
+        # every request that went out was answered and recorded before the exit
+        assert captured_before == sum(server.stats()["captures"].values())
+        done = subprocess.run(command, env=server.env(), cwd=tmp_path, capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        assert b"resuming run" in done.stderr
+        captures = server.stats()["captures"]
+    assert set(captures.values()) == {1}

@@ -141,3 +141,35 @@ def test_hostile_text_stays_text(tmp_path: Path) -> None:
         assert ws.cell(row=11, column=order_id).value == "=1+1"
         assert ws.cell(row=9, column=comment).value == "#N/A"
         assert ws.cell(row=9, column=comment).data_type == "s"
+
+
+def test_a_real_batch_ties_out_and_keeps_hostile_comments_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end: a sandbox batch through the command, recalculated by LibreOffice."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from recon.cli import cli
+
+    samples = Path(__file__).parent.parent / "sample_data"
+    with (samples / "orders.csv").open(encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[1][3] = HYPERLINK
+    rows[2][3] = AT_SUM
+    with (tmp_path / "orders.csv").open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    shutil.copy(samples / "holds.csv", tmp_path / "holds.csv")
+    monkeypatch.chdir(tmp_path)
+    args = ["capture", "orders.csv", "--sandbox", "--yes", "--rate", "500", "--out", "in/b.xlsx"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    path = tmp_path / "in" / "b.xlsx"
+    converted = recalculated(path, tmp_path)
+    assert check_formulas_tie_out(path, converted) > 20
+    ws = load_workbook(converted, data_only=True)["Reconciliation"]
+    assert isinstance(ws, Worksheet)
+    comment = RECONCILIATION_HEADERS.index("Comment") + 1
+    assert ws.cell(row=2, column=comment).value == HYPERLINK
+    assert ws.cell(row=3, column=comment).value == AT_SUM

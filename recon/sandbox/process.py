@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from recon.sandbox.app import SANDBOX_CREDENTIALS, STATS_PATH
+from recon.sandbox.app import SANDBOX_CREDENTIALS, STATS_PATH, Credentials
 
 
 def free_port() -> int:
@@ -25,7 +25,10 @@ def free_port() -> int:
 class SandboxServer:
     """Starts the simulator on a free loopback port; `stats()` reads its ledger back."""
 
-    def __init__(self, *args: str, log: Path | None = None) -> None:
+    def __init__(
+        self, *args: str, log: Path | None = None, credentials: Credentials | None = None
+    ) -> None:
+        self.credentials = credentials or SANDBOX_CREDENTIALS
         self.port = free_port()
         self.args = args
         self.log = log
@@ -40,9 +43,9 @@ class SandboxServer:
         return {
             **os.environ,
             "FINLINE_BASE_URL": self.base_url,
-            "FINLINE_API_KEY": SANDBOX_CREDENTIALS.api_key,
-            "FINLINE_API_SECRET": SANDBOX_CREDENTIALS.api_secret,
-            "FINLINE_ENDPOINTS_KEY": SANDBOX_CREDENTIALS.endpoints_key,
+            "FINLINE_API_KEY": self.credentials.api_key,
+            "FINLINE_API_SECRET": self.credentials.api_secret,
+            "FINLINE_ENDPOINTS_KEY": self.credentials.endpoints_key,
         }
 
     def __enter__(self) -> SandboxServer:
@@ -50,7 +53,7 @@ class SandboxServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "recon", "sandbox", "serve", "--port", str(self.port),
              *self.args],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out, stderr=subprocess.STDOUT, env=self.env(),
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
