@@ -27,9 +27,20 @@ from zipfile import ZIP_DEFLATED, ZipFile, ZipInfo
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE, Cell, WriteOnlyCell
-from openpyxl.chart import BarChart, Reference
-from openpyxl.styles import Font, PatternFill
+from openpyxl.chart import BarChart, Reference, Series
+from openpyxl.chart.marker import DataPoint
+from openpyxl.chart.shapes import GraphicalProperties
+from openpyxl.chart.text import RichText, Text
+from openpyxl.chart.title import Title
+from openpyxl.drawing.text import (
+    CharacterProperties,
+    Paragraph,
+    ParagraphProperties,
+    RegularTextRun,
+)
+from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter, quote_sheetname
+from openpyxl.worksheet.page import PageMargins
 from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.writer.excel import ExcelWriter
@@ -85,8 +96,40 @@ EXCEPTION_FILLS: dict[Outcome, str] = {
 # A text starting with one of these is a formula (or DDE payload) to some spreadsheet program.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
+_CAPTURED_COLOUR = "A9D08E"  # green, for the captured bar of the outcome chart only
 _HEADER_FILL = "D9E1F2"
 _WIDTH_SAMPLE = 2_000  # rows looked at to size the columns
+_MAX_WIDTH = 60  # widest column, in characters
+_WRAP_WIDTH = 50  # widest column of wrapped free text
+# Characters an A4 landscape page holds across at 100 % with the margins below; a wide sheet
+# prints on as many pages across as keeps it near that size, rather than shrunk to one page.
+_PAGE_CHARS = 125
+_TWO_LINES = 30.0  # points: the height of a two-line header row
+_FONT = "Calibri"  # the workbook's default font; a style without a name falls back to a serif
+
+# Cell looks, by role. Body cells keep the default look unless their column says otherwise.
+_HEADER_FONT = Font(name=_FONT, bold=True)
+_TITLE_FONT = Font(name=_FONT, bold=True, size=13)
+_HEADER_ALIGN = Alignment(horizontal="center", vertical="center", wrap_text=True)
+_INDENT = Alignment(horizontal="left", indent=1)  # text right after a right-aligned number
+_WRAP = Alignment(wrap_text=True)  # free text: reasons, comments, problems
+_WRAP_INDENT = Alignment(horizontal="left", indent=1, wrap_text=True)
+_LEFT = Alignment(horizontal="left")
+
+# Free-text columns, wrapped rather than cut off at the column edge.
+_WRAPPED = frozenset({"Status description", "Comment", "Reason", "Value", "Problem", "Meaning"})
+# Columns holding numbers (right-aligned): text in the column after one is indented.
+_NUMERIC = frozenset(
+    {
+        "Source row",
+        "Requested amount",
+        "Captured amount",
+        "Difference",
+        "Fee amount",
+        "Attempts",
+        "Rows",
+    }
+)
 _ZIP_MIN_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -131,6 +174,13 @@ class Amount:
 
 
 @dataclass(frozen=True)
+class Count:
+    """A whole number shown with thousands separators."""
+
+    value: int
+
+
+@dataclass(frozen=True)
 class Formula:
     """A formula cell; only the writer makes these, never data."""
 
@@ -138,25 +188,36 @@ class Formula:
     number_format: str = "General"
 
 
-CellValue = str | int | float | Decimal | Amount | Formula | None
+CellValue = str | int | float | Decimal | Amount | Count | Formula | None
 
 
 class _Cells:
-    """Styled cells, one per (column, style), filled again for every row.
+    """Styled cells, one per (column, look), filled again for every row.
 
     openpyxl writes a row out as soon as it is appended, so a cell object can be refilled for the
     next row. Building and styling a fresh cell for each of two million cells costs more than all
     the rest of the writing.
+
+    `text_align` gives a column's text cells an alignment (indent, wrap); numbers keep theirs.
     """
 
-    def __init__(self, ws: Worksheet) -> None:
+    def __init__(self, ws: Worksheet, text_align: dict[int, Alignment] | None = None) -> None:
         self._ws = ws
-        self._cache: dict[tuple[int, str, str | None, bool, bool], Cell] = {}
+        self._text_align = text_align or {}
+        self._cache: dict[
+            tuple[int, str, str | None, bool, Font | None, Alignment | None], Cell
+        ] = {}
 
     def cell(
-        self, col: int, number_format: str, fill: str | None, quote: bool, bold: bool = False
+        self,
+        col: int,
+        number_format: str,
+        fill: str | None,
+        quote: bool,
+        font: Font | None = None,
+        align: Alignment | None = None,
     ) -> Cell:
-        key = (col, number_format, fill, quote, bold)
+        key = (col, number_format, fill, quote, font, align)
         cell = self._cache.get(key)
         if cell is None:
             cell = WriteOnlyCell(self._ws)
@@ -167,13 +228,23 @@ class _Cells:
             if quote:
                 # Excel and Calc keep a quote-prefixed cell text even when someone edits it.
                 cell.quotePrefix = True
-            if bold:
-                cell.font = Font(bold=True)
+            if font is not None:
+                cell.font = font
+            if align is not None:
+                cell.alignment = align
             self._cache[key] = cell
         return cell
 
-    def row(self, values: Iterable[CellValue], fill: str | None = None) -> list[object]:
-        """The cells of one row; plain values where openpyxl's own handling is already right."""
+    def row(
+        self,
+        values: Iterable[CellValue],
+        fill: str | None = None,
+        align: Alignment | None = None,
+    ) -> list[object]:
+        """The cells of one row; plain values where openpyxl's own handling is already right.
+
+        `align` sets every non-blank cell's alignment (the Summary's evidence values).
+        """
         out: list[object] = []
         for col, value in enumerate(values):
             if value is None or value == "":
@@ -181,28 +252,33 @@ class _Cells:
             elif isinstance(value, str):
                 text = safe_text(value)
                 risky = text.startswith(FORMULA_TRIGGERS) or text in ERROR_CODES
-                if fill is None and not risky:
+                text_align = align or self._text_align.get(col)
+                if fill is None and not risky and text_align is None:
                     out.append(text)  # openpyxl writes a plain str as an inline string
                     continue
-                cell = self.cell(col, "General", fill, risky)
+                cell = self.cell(col, "General", fill, risky, align=text_align)
                 cell.value = text
                 # Always a literal string (inlineStr): openpyxl would make "=..." a formula and
                 # "#N/A" an error value.
                 cell.data_type = "s"
                 out.append(cell)
             elif isinstance(value, Amount):
-                cell = self.cell(col, amount_format(value.currency), fill, False)
+                cell = self.cell(col, amount_format(value.currency), fill, False, align=align)
+                cell.value = value.value
+                out.append(cell)
+            elif isinstance(value, Count):
+                cell = self.cell(col, "#,##0", fill, False, align=align)
                 cell.value = value.value
                 out.append(cell)
             elif isinstance(value, Formula):
-                cell = self.cell(col, value.number_format, fill, False)
+                cell = self.cell(col, value.number_format, fill, False, align=align)
                 cell.value = value.text
                 cell.data_type = "f"
                 out.append(cell)
-            elif fill is None:
+            elif fill is None and align is None:
                 out.append(value)
             else:
-                cell = self.cell(col, "General", fill, False)
+                cell = self.cell(col, "General", fill, False, align=align)
                 cell.value = value
                 out.append(cell)
         return out
@@ -213,13 +289,21 @@ class _Cells:
         return cell
 
     def header(self, headers: Sequence[str]) -> list[Cell]:
+        """A table's header row: bold, shaded, centred, wrapped where the column is narrow."""
         out: list[Cell] = []
         for col, text in enumerate(headers):
-            cell = self.cell(col, "General", _HEADER_FILL, False, bold=True)
+            cell = self.cell(col, "General", _HEADER_FILL, False, _HEADER_FONT, _HEADER_ALIGN)
             cell.value = text
             cell.data_type = "s"
             out.append(cell)
         return out
+
+    def title(self, text: str) -> list[Cell]:
+        """A section title: larger bold text, no shading, so it does not read as a header."""
+        cell = self.cell(0, "General", None, False, _TITLE_FONT)
+        cell.value = text
+        cell.data_type = "s"
+        return [cell]
 
 
 def _amount(value: Decimal | None, currency: str) -> Amount | None:
@@ -258,6 +342,10 @@ def _text_width(value: CellValue) -> int:
         return 0
     if isinstance(value, Amount):
         return len(f"{value.value:,}") + 1
+    if isinstance(value, Count):
+        return len(f"{value.value:,}")
+    if isinstance(value, Formula):
+        return 0  # sized by the tool total beside it
     return len(str(value))
 
 
@@ -278,22 +366,53 @@ def _part_names(name: str, count: int, max_rows: int) -> list[str]:
     return [name if i == 1 else f"{name} ({i})" for i in range(1, parts + 1)]
 
 
-def _print_setup(ws: Worksheet) -> None:
-    """A4 landscape, as wide as the page: auditors print these."""
+def _print_setup(ws: Worksheet, pages_wide: int = 1) -> None:
+    """A4 landscape, `pages_wide` pages across; sheet name and page number in the footer."""
     ws.page_setup.orientation = "landscape"
     ws.page_setup.paperSize = Worksheet.PAPERSIZE_A4
-    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToWidth = pages_wide
     ws.page_setup.fitToHeight = 0
+    # All columns of a block of rows first, then the next rows: a row's pages come together.
+    ws.page_setup.pageOrder = "overThenDown"
     ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    ws.page_margins = PageMargins(left=0.4, right=0.4, top=0.6, bottom=0.75, footer=0.3)
+    footer = ws.oddFooter  # openpyxl always makes one; the type says it may not
+    if footer is not None:
+        footer.left.text = "&A"
+        footer.right.text = "Page &P of &N"
+
+
+def _pages_wide(widths: Sequence[int], repeated: int = 0) -> int:
+    """Pages across that print `widths` near full size (one page for a narrow sheet).
+
+    `repeated` is the width of the title columns printed again at the left of every page.
+    """
+    if sum(widths) <= _PAGE_CHARS:
+        return 1
+    rest = sum(widths) - repeated
+    return max(1, -(-rest // max(_PAGE_CHARS - repeated, 1)))
+
+
+def _text_alignments(headers: Sequence[str]) -> dict[int, Alignment]:
+    """Per column: wrap free text; indent text that follows a right-aligned number column."""
+    out: dict[int, Alignment] = {}
+    for i, name in enumerate(headers):
+        indent = i > 0 and headers[i - 1] in _NUMERIC and name not in _NUMERIC
+        if name in _WRAPPED:
+            out[i] = _WRAP_INDENT if indent else _WRAP
+        elif indent:
+            out[i] = _INDENT
+    return out
 
 
 def _setup_table_sheet(
     ws: Worksheet, headers: Sequence[str], widths: Sequence[int], rows: int
 ) -> None:
-    """Frozen, filterable header; A4 landscape, fit to width, header on every printed page.
+    """Frozen, filterable header; A4 landscape, header on every printed page.
 
-    Everything here goes before the first append: write-only sheets write views and columns
-    at the top of the file.
+    A sheet too wide for one page prints across several, each starting with the row's source
+    row and order id. Everything here goes before the first append: write-only sheets write
+    views and columns at the top of the file.
     """
     ws.freeze_panes = "A2"
     last = get_column_letter(len(headers))
@@ -301,17 +420,26 @@ def _setup_table_sheet(
     for i, width in enumerate(widths, 1):
         ws.column_dimensions[get_column_letter(i)].width = width
     ws.print_title_rows = "1:1"
-    _print_setup(ws)
+    pages = _pages_wide(widths)
+    if pages > 1 and len(headers) > 2:
+        ws.print_title_cols = "A:B"  # source row and order id on every page across
+        pages = _pages_wide(widths, repeated=widths[0] + widths[1])
+    _print_setup(ws, pages)
 
 
 def _widths(table: _Table) -> list[int]:
+    """Column widths from the header and the first rows; free text is wrapped at a narrower cap."""
     widths = [len(h) + 3 for h in table.headers]
     for n, (values, _fill) in enumerate(table.rows()):
         if n >= _WIDTH_SAMPLE:
             break
         for i, value in enumerate(values):
             widths[i] = max(widths[i], _text_width(value) + 2)
-    return [min(w, 60) for w in widths]
+    indented = {i for i, a in _text_alignments(table.headers).items() if a.indent}
+    return [
+        min(w + (2 if i in indented else 0), _WRAP_WIDTH if h in _WRAPPED else _MAX_WIDTH)
+        for i, (w, h) in enumerate(zip(widths, table.headers, strict=True))
+    ]
 
 
 def _write_table(wb: Workbook, table: _Table, max_rows: int) -> list[str]:
@@ -319,12 +447,13 @@ def _write_table(wb: Workbook, table: _Table, max_rows: int) -> list[str]:
     names = _part_names(table.name, table.count, max_rows)
     per_sheet = max_rows - 1
     widths = _widths(table)
+    align = _text_alignments(table.headers)
     rows = table.rows()
     for index, name in enumerate(names):
         ws = wb.create_sheet(name)
         in_part = min(per_sheet, table.count - index * per_sheet)
         _setup_table_sheet(ws, table.headers, widths, max(in_part, 0))
-        cells = _Cells(ws)
+        cells = _Cells(ws, align)
         ws.append(cells.header(table.headers))
         for _ in range(max(in_part, 0)):
             values, fill = next(rows)
@@ -356,31 +485,53 @@ def _ifs(
     return "=" + "+".join(terms)
 
 
+class _Lines:
+    """The Summary's rows, kept until all are known: column widths go before the first row."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, Sequence[CellValue]]] = []
+
+    @property
+    def row(self) -> int:
+        """The sheet row number of the last line added."""
+        return len(self.lines)
+
+    def add(self, kind: str, values: Sequence[CellValue] = ()) -> int:
+        self.lines.append((kind, values))
+        return self.row
+
+    def widths(self, columns: int) -> list[int]:
+        """Widths that show every number in a table whole, and every header word on one line."""
+        widths = [10] * columns
+        for kind, values in self.lines:
+            for i, value in enumerate(values):
+                if kind == "header":
+                    longest = max((len(word) for word in str(value).split()), default=0)
+                    widths[i] = max(widths[i], longest + 3)
+                elif kind == "table":
+                    if isinstance(value, Formula) and i + 1 < len(values):
+                        value = values[i + 1]  # shows what the tool total beside it shows
+                    widths[i] = max(widths[i], _text_width(value) + 2)
+        return [min(w, _MAX_WIDTH) for w in widths]
+
+
 def _write_summary(wb: Workbook, report: Report, parts: Sequence[str]) -> None:
-    """Run evidence, then totals per currency and outcome: formula and tool total side by side."""
+    """Run evidence, then totals per currency and outcome: formula and tool total side by side.
+
+    Two charts of the tool totals sit below the last table, side by side, clear of every table.
+    """
     ws = wb.create_sheet("Summary")
-    ws.column_dimensions["A"].width = 26
-    for letter in "BCDEFGHIJKLM":
-        ws.column_dimensions[letter].width = 18
-    _print_setup(ws)
-    cells = _Cells(ws)
     run = report.run
-    row_no = 0
+    out = _Lines()
 
-    def put(values: Sequence[CellValue], heading: bool = False) -> int:
-        nonlocal row_no
-        ws.append(cells.header([str(v) for v in values]) if heading else cells.row(values))
-        row_no += 1
-        return row_no
-
-    put(["Run evidence"], heading=True)
+    out.add("title", ["Run evidence"])
     evidence: list[tuple[str, CellValue]] = [
         ("Run ID", run.run_id),
         ("Input file", run.input_name),
-        ("Input size (bytes)", run.input_size),
+        ("Input size (bytes)", Count(run.input_size)),
         ("Input SHA-256", run.input_sha256),
-        ("Rows read", run.rows_read),
-        ("Rows sent", run.rows_sent),
+        ("Rows read", Count(run.rows_read)),
+        ("Rows sent", Count(run.rows_sent)),
         ("Started (UTC)", run.started_at),
         ("Finished (UTC)", run.finished_at),
         ("Tool version", run.tool_version),
@@ -391,32 +542,37 @@ def _write_summary(wb: Workbook, report: Report, parts: Sequence[str]) -> None:
         ("Workbook written by", f"recon {__version__}"),
     ]
     for label, value in evidence:
-        put([label, value])
-    put([])
-    put(
+        out.add("evidence", [label, value])
+    out.add("blank")
+    out.add(
+        "note",
         [
             "Formula columns add up the Reconciliation sheet"
             + (f" ({len(parts)} parts)" if len(parts) > 1 else "")
             + "; the (tool total) columns beside them are what recon computed. They should agree."
-        ]
+        ],
     )
-    put([])
+    out.add("blank")
 
     # Totals per currency.
-    put(["Totals per currency"], heading=True)
+    out.add("title", ["Totals per currency"])
     measures = ("Orders", "Requested", "Captured", "Difference", "Fees", "Net")
-    put(["Currency", *(f"{m}{suffix}" for m in measures for suffix in ("", " (tool total)"))], True)
-    first_currency_row = row_no + 1
+    out.add(
+        "header",
+        ["Currency", *(f"{m}{suffix}" for m in measures for suffix in ("", " (tool total)"))],
+    )
+    first_currency_row = out.row + 1
     for total in report.currencies:
         fmt = amount_format(total.currency)
         by_currency = [(_CURRENCY_COL, total.currency)]
-        r = row_no + 1
+        r = out.row + 1
         captured_ref, fees_ref = f"F{r}", f"J{r}"
-        put(
+        out.add(
+            "table",
             [
                 total.currency,
                 Formula(_ifs("COUNTIFS", parts, None, by_currency), "#,##0"),
-                total.orders,
+                Count(total.orders),
                 Formula(_ifs("SUMIFS", parts, _REQUESTED_COL, by_currency), fmt),
                 Amount(total.requested, total.currency),
                 Formula(_ifs("SUMIFS", parts, _CAPTURED_COL, by_currency), fmt),
@@ -427,30 +583,32 @@ def _write_summary(wb: Workbook, report: Report, parts: Sequence[str]) -> None:
                 Amount(total.fees, total.currency),
                 Formula(f"={captured_ref}-{fees_ref}", fmt),
                 Amount(total.net, total.currency),
-            ]
+            ],
         )
-    last_currency_row = row_no
-    put([])
+    last_currency_row = out.row
+    out.add("blank")
 
     # Rows per outcome.
-    put(["Rows per outcome"], heading=True)
-    put(["Outcome", "Rows", "Rows (tool total)"], heading=True)
-    first_outcome_row = row_no + 1
+    out.add("title", ["Rows per outcome"])
+    out.add("header", ["Outcome", "Rows", "Rows (tool total)"])
+    first_outcome_row = out.row + 1
     for outcome_total in report.outcomes:
         by_outcome = [(_OUTCOME_COL, str(outcome_total.outcome))]
-        put(
+        out.add(
+            "table",
             [
                 str(outcome_total.outcome),
                 Formula(_ifs("COUNTIFS", parts, None, by_outcome), "#,##0"),
-                outcome_total.count,
-            ]
+                Count(outcome_total.count),
+            ],
         )
-    last_outcome_row = row_no
-    put([])
+    last_outcome_row = out.row
+    out.add("blank")
 
     # Amounts per outcome and currency: amounts in different currencies never share a sum.
-    put(["Amounts per outcome and currency"], heading=True)
-    put(
+    out.add("title", ["Amounts per outcome and currency"])
+    out.add(
+        "header",
         [
             "Outcome",
             "Currency",
@@ -461,48 +619,133 @@ def _write_summary(wb: Workbook, report: Report, parts: Sequence[str]) -> None:
             "Captured",
             "Captured (tool total)",
         ],
-        heading=True,
     )
     for (outcome, currency), (count, requested, captured) in _outcome_currency_totals(report):
         fmt = amount_format(currency)
         criteria = [(_OUTCOME_COL, outcome), (_CURRENCY_COL, currency)]
-        put(
+        out.add(
+            "table",
             [
                 outcome,
                 currency,
                 Formula(_ifs("COUNTIFS", parts, None, criteria), "#,##0"),
-                count,
+                Count(count),
                 Formula(_ifs("SUMIFS", parts, _REQUESTED_COL, criteria), fmt),
                 Amount(requested, currency),
                 Formula(_ifs("SUMIFS", parts, _CAPTURED_COL, criteria), fmt),
                 Amount(captured, currency),
-            ]
+            ],
         )
 
-    # Charts read the tool totals: plain numbers draw even where nothing recalculates.
+    columns = 1 + 2 * len(measures)
+    widths = out.widths(columns)
+    # Column A holds the evidence labels; the values beside them may run on over empty cells.
+    widths[0] = max(widths[0], *(len(label) + 2 for label, _ in evidence))
+    for i, width in enumerate(widths, 1):
+        ws.column_dimensions[get_column_letter(i)].width = width
+    _print_setup(ws)
+    cells = _Cells(ws)
+    for row_no, (kind, values) in enumerate(out.lines, 1):
+        if kind == "title":
+            ws.append(cells.title(str(values[0])))
+        elif kind == "header":
+            if any(len(str(v)) + 3 > w for v, w in zip(values, widths, strict=False)):
+                # Two lines: a spreadsheet does not grow a row for wrapped text by itself.
+                ws.row_dimensions[row_no].height = _TWO_LINES
+            ws.append(cells.header([str(v) for v in values]))
+        elif kind == "evidence":
+            ws.append(cells.row(values, align=_LEFT))
+        else:
+            ws.append(cells.row(values))
+
+    _add_charts(
+        ws,
+        report,
+        widths,
+        anchor_row=out.row + 2,
+        currency_rows=(first_currency_row, last_currency_row),
+        outcome_rows=(first_outcome_row, last_outcome_row),
+    )
+
+
+def _add_charts(
+    ws: Worksheet,
+    report: Report,
+    widths: Sequence[int],
+    anchor_row: int,
+    currency_rows: tuple[int, int],
+    outcome_rows: tuple[int, int],
+) -> None:
+    """Requested vs captured per currency, and rows per outcome, below the tables.
+
+    The charts read the tool totals: plain numbers draw even where nothing recalculates.
+    """
+    width_cm, height_cm = 15.0, 8.5
+    # The second chart starts in the column after the one where the first one ends.
+    col, covered = 0, 0.0
+    while covered < width_cm and col < len(widths):
+        covered += _column_cm(widths[col])
+        col += 1
+    second = get_column_letter(col + 1)
+
     if report.currencies:
+        first, last = currency_rows
         chart = BarChart()
-        chart.title = "Requested vs captured per currency (tool totals)"
-        chart.y_axis.title = "Amount"
-        for col in (5, 7):  # Requested (tool total), Captured (tool total)
-            data = Reference(
-                ws, min_col=col, min_row=first_currency_row - 1, max_row=last_currency_row
-            )
-            chart.add_data(data, titles_from_data=True)
-        cats = Reference(ws, min_col=1, min_row=first_currency_row, max_row=last_currency_row)
-        chart.set_categories(cats)
-        chart.width, chart.height = 16, 8
-        ws.add_chart(chart, "O2")
+        chart.title = _chart_title("Requested and captured per currency (tool totals)")
+        chart.x_axis.title = "Currency"
+        chart.y_axis.title = "Amount, in each currency"
+        chart.y_axis.numFmt = "#,##0"
+        for col_no, name in ((5, "Requested"), (7, "Captured")):
+            values = Reference(ws, min_col=col_no, min_row=first, max_row=last)
+            chart.series.append(Series(values, title=name))
+        chart.set_categories(Reference(ws, min_col=1, min_row=first, max_row=last))
+        chart.legend.position = "b"
+        _finish_chart(chart, width_cm, height_cm)
+        ws.add_chart(chart, f"A{anchor_row}")
     if report.outcomes:
+        first, last = outcome_rows
         chart = BarChart()
-        chart.title = "Rows per outcome (tool totals)"
+        chart.type = "bar"  # horizontal: the outcome names read across, not slanted
+        chart.title = _chart_title("Rows per outcome (tool totals)")
+        chart.x_axis.title = "Outcome"
+        chart.x_axis.scaling.orientation = "maxMin"  # first outcome at the top, as in the table
+        chart.y_axis.title = "Rows"
+        chart.y_axis.numFmt = "#,##0"
+        chart.y_axis.crosses = "max"  # the count axis at the bottom, under the last bar
+        chart.y_axis.majorGridlines = None
         chart.legend = None
-        data = Reference(ws, min_col=3, min_row=first_outcome_row - 1, max_row=last_outcome_row)
-        chart.add_data(data, titles_from_data=True)
-        cats = Reference(ws, min_col=1, min_row=first_outcome_row, max_row=last_outcome_row)
-        chart.set_categories(cats)
-        chart.width, chart.height = 16, 8
-        ws.add_chart(chart, "O20")
+        series = Series(Reference(ws, min_col=3, min_row=first, max_row=last), title="Rows")
+        # Each bar in its outcome's row colour, as on the Reconciliation sheet.
+        for index, outcome_total in enumerate(report.outcomes):
+            colour = EXCEPTION_FILLS.get(outcome_total.outcome, _CAPTURED_COLOUR)
+            point = DataPoint(idx=index)
+            point.graphicalProperties = GraphicalProperties(solidFill=colour)
+            point.graphicalProperties.line.solidFill = "7F7F7F"
+            series.dPt.append(point)
+        chart.series.append(series)
+        chart.set_categories(Reference(ws, min_col=1, min_row=first, max_row=last))
+        _finish_chart(chart, width_cm, height_cm)
+        ws.add_chart(chart, f"{second if report.currencies else 'A'}{anchor_row}")
+
+
+def _column_cm(width: float) -> float:
+    """A column's width on screen, in cm (Calibri 11: about 7 px a character, 5 px padding)."""
+    return (width * 7 + 5) / 96 * 2.54
+
+
+def _chart_title(text: str) -> Title:
+    """A 12 pt bold title: the default size wraps a title over two lines of a small chart."""
+    font = CharacterProperties(sz=1200, b=True)
+    paragraph = Paragraph(
+        pPr=ParagraphProperties(defRPr=font), r=[RegularTextRun(rPr=font, t=text)]
+    )
+    return Title(tx=Text(rich=RichText(p=[paragraph])), overlay=False)
+
+
+def _finish_chart(chart: BarChart, width_cm: float, height_cm: float) -> None:
+    chart.width, chart.height = width_cm, height_cm  # type: ignore[assignment]
+    chart.x_axis.delete = False  # openpyxl 3.1 leaves this unset: Excel then hides the axes
+    chart.y_axis.delete = False
 
 
 def _outcome_currency_totals(

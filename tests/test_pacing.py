@@ -64,8 +64,10 @@ class VirtualTime:
 
 
 def limiter(vt: VirtualTime, rate: float, **kwargs: Any) -> RateLimiter:
-    """A limiter on virtual time; every 429 is news (noise=1) unless a test says otherwise."""
+    """A limiter on virtual time where every 429 is news (no noise filter, and a provider that
+    keeps up is not assumed) unless a test says otherwise."""
     kwargs.setdefault("noise", 1)
+    kwargs.setdefault("keeping_up", math.inf)
     return RateLimiter(rate, clock=vt.clock, sleep=vt.sleep, **kwargs)
 
 
@@ -611,3 +613,22 @@ def test_a_lone_429_is_noise_not_a_reason_to_slow_down() -> None:
     assert lim.current_rate == 200  # one 429 at 200/s: jitter, the caller retries that request
     lim.on_throttled(1.0)
     assert lim.current_rate < 200  # two within a second: a burst, slow down
+
+
+def test_429s_while_the_provider_keeps_up_are_bunching_not_a_limit() -> None:
+    vt = VirtualTime()
+    lim = RateLimiter(100, clock=vt.clock, sleep=vt.sleep, noise=1)
+
+    async def go() -> None:
+        await steady(vt, lim, 2.0)  # everything we sent passed
+        lim.on_throttled(None)
+        assert lim.current_rate == 100
+        for _ in range(3):  # then the provider starts refusing a third: a real limit
+            await lim.acquire()
+            lim.on_throttled(None)
+        await vt.sleep(1.0)
+        lim.on_throttled(None)
+        assert lim.current_rate < 100
+
+    vt.spawn(go())
+    vt.run()
