@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -98,12 +99,14 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 _CAPTURED_COLOUR = "A9D08E"  # green, for the captured bar of the outcome chart only
 _HEADER_FILL = "D9E1F2"
+_MAX_DECIMALS = 10  # most decimals an amount is shown with
 _WIDTH_SAMPLE = 2_000  # rows looked at to size the columns
-_MAX_WIDTH = 60  # widest column, in characters
-_WRAP_WIDTH = 50  # widest column of wrapped free text
+_MAX_WIDTH = 60  # widest column, in characters; longer free text wraps
 # Characters an A4 landscape page holds across at 100 % with the margins below; a wide sheet
 # prints on as many pages across as keeps it near that size, rather than shrunk to one page.
-_PAGE_CHARS = 125
+_CHARS_PER_WIDTH = 1.2  # text characters per unit of column width (Calibri is narrow)
+_LINE_HEIGHT = 15.0  # points: one line of Calibri 11
+_MAX_ROW_HEIGHT = 409.0  # points: Excel's tallest row
 _TWO_LINES = 30.0  # points: the height of a two-line header row
 _FONT = "Calibri"  # the workbook's default font; a style without a name falls back to a serif
 
@@ -115,6 +118,7 @@ _INDENT = Alignment(horizontal="left", indent=1)  # text right after a right-ali
 _WRAP = Alignment(wrap_text=True)  # free text: reasons, comments, problems
 _WRAP_INDENT = Alignment(horizontal="left", indent=1, wrap_text=True)
 _LEFT = Alignment(horizontal="left")
+_TOP = Alignment(vertical="top")
 
 # Free-text columns, wrapped rather than cut off at the column edge.
 _WRAPPED = frozenset({"Status description", "Comment", "Reason", "Value", "Problem", "Meaning"})
@@ -144,6 +148,7 @@ _CAPTURED_COL = _col(RECONCILIATION_HEADERS, "Captured amount")
 _DIFFERENCE_COL = _col(RECONCILIATION_HEADERS, "Difference")
 _FEE_COL = _col(RECONCILIATION_HEADERS, "Fee amount")
 _OUTCOME_COL = _col(RECONCILIATION_HEADERS, "Outcome")
+NOT_REJECTED = "<>" + Outcome.REJECTED.value
 
 
 def safe_text(value: str) -> str:
@@ -156,13 +161,34 @@ def safe_text(value: str) -> str:
 
 
 @lru_cache(maxsize=256)
+def _decimals(currency: str) -> int:
+    try:
+        return currency_decimals(currency)
+    except (ValueError, KeyError, TypeError):
+        return 2
+
+
+@lru_cache(maxsize=32)
+def _decimal_format(decimals: int) -> str:
+    return "#,##0." + "0" * decimals if decimals else "#,##0"
+
+
 def amount_format(currency: str) -> str:
     """Number format with the currency's decimals (two when the code is not a currency)."""
-    try:
-        decimals = currency_decimals(currency)
-    except (ValueError, KeyError, TypeError):
-        decimals = 2
-    return "#,##0." + "0" * decimals if decimals else "#,##0"
+    return _decimal_format(_decimals(currency))
+
+
+def shown_format(amount: Amount) -> str:
+    """The currency's format, or more decimals where the amount has them (a rejected 12.345 USD).
+
+    Rounding 12.345 to 12.35 on screen would hide the very thing that made the row invalid.
+    """
+    decimals = _decimals(amount.currency)
+    exponent = amount.value.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > decimals:
+        if amount.value != round(amount.value, decimals):
+            return _decimal_format(min(-exponent, _MAX_DECIMALS))
+    return _decimal_format(decimals)
 
 
 @dataclass(frozen=True)
@@ -201,9 +227,15 @@ class _Cells:
     `text_align` gives a column's text cells an alignment (indent, wrap); numbers keep theirs.
     """
 
-    def __init__(self, ws: Worksheet, text_align: dict[int, Alignment] | None = None) -> None:
+    def __init__(
+        self,
+        ws: Worksheet,
+        text_align: dict[int, Alignment] | None = None,
+        default: Alignment | None = None,
+    ) -> None:
         self._ws = ws
         self._text_align = text_align or {}
+        self._default = default  # every other non-blank cell's alignment
         self._cache: dict[
             tuple[int, str, str | None, bool, Font | None, Alignment | None], Cell
         ] = {}
@@ -246,13 +278,14 @@ class _Cells:
         `align` sets every non-blank cell's alignment (the Summary's evidence values).
         """
         out: list[object] = []
+        align = align or self._default
         for col, value in enumerate(values):
             if value is None or value == "":
                 out.append(None if fill is None else self._blank(col, fill))
             elif isinstance(value, str):
                 text = safe_text(value)
                 risky = text.startswith(FORMULA_TRIGGERS) or text in ERROR_CODES
-                text_align = align or self._text_align.get(col)
+                text_align = self._text_align.get(col) or align
                 if fill is None and not risky and text_align is None:
                     out.append(text)  # openpyxl writes a plain str as an inline string
                     continue
@@ -263,7 +296,7 @@ class _Cells:
                 cell.data_type = "s"
                 out.append(cell)
             elif isinstance(value, Amount):
-                cell = self.cell(col, amount_format(value.currency), fill, False, align=align)
+                cell = self.cell(col, shown_format(value), fill, False, align=align)
                 cell.value = value.value
                 out.append(cell)
             elif isinstance(value, Count):
@@ -382,17 +415,6 @@ def _print_setup(ws: Worksheet, pages_wide: int = 1) -> None:
         footer.right.text = "Page &P of &N"
 
 
-def _pages_wide(widths: Sequence[int], repeated: int = 0) -> int:
-    """Pages across that print `widths` near full size (one page for a narrow sheet).
-
-    `repeated` is the width of the title columns printed again at the left of every page.
-    """
-    if sum(widths) <= _PAGE_CHARS:
-        return 1
-    rest = sum(widths) - repeated
-    return max(1, -(-rest // max(_PAGE_CHARS - repeated, 1)))
-
-
 def _text_alignments(headers: Sequence[str]) -> dict[int, Alignment]:
     """Per column: wrap free text; indent text that follows a right-aligned number column."""
     out: dict[int, Alignment] = {}
@@ -410,9 +432,8 @@ def _setup_table_sheet(
 ) -> None:
     """Frozen, filterable header; A4 landscape, header on every printed page.
 
-    A sheet too wide for one page prints across several, each starting with the row's source
-    row and order id. Everything here goes before the first append: write-only sheets write
-    views and columns at the top of the file.
+    Everything here goes before the first append: write-only sheets write views and columns at
+    the top of the file.
     """
     ws.freeze_panes = "A2"
     last = get_column_letter(len(headers))
@@ -420,15 +441,11 @@ def _setup_table_sheet(
     for i, width in enumerate(widths, 1):
         ws.column_dimensions[get_column_letter(i)].width = width
     ws.print_title_rows = "1:1"
-    pages = _pages_wide(widths)
-    if pages > 1 and len(headers) > 2:
-        ws.print_title_cols = "A:B"  # source row and order id on every page across
-        pages = _pages_wide(widths, repeated=widths[0] + widths[1])
-    _print_setup(ws, pages)
+    _print_setup(ws)  # fit to width, as the contract asks: one page across, rows run down
 
 
 def _widths(table: _Table) -> list[int]:
-    """Column widths from the header and the first rows; free text is wrapped at a narrower cap."""
+    """Column widths from the header and the first rows, up to a cap past which text wraps."""
     widths = [len(h) + 3 for h in table.headers]
     for n, (values, _fill) in enumerate(table.rows()):
         if n >= _WIDTH_SAMPLE:
@@ -436,10 +453,7 @@ def _widths(table: _Table) -> list[int]:
         for i, value in enumerate(values):
             widths[i] = max(widths[i], _text_width(value) + 2)
     indented = {i for i, a in _text_alignments(table.headers).items() if a.indent}
-    return [
-        min(w + (2 if i in indented else 0), _WRAP_WIDTH if h in _WRAPPED else _MAX_WIDTH)
-        for i, (w, h) in enumerate(zip(widths, table.headers, strict=True))
-    ]
+    return [min(w + (2 if i in indented else 0), _MAX_WIDTH) for i, w in enumerate(widths)]
 
 
 def _write_table(wb: Workbook, table: _Table, max_rows: int) -> list[str]:
@@ -448,21 +462,62 @@ def _write_table(wb: Workbook, table: _Table, max_rows: int) -> list[str]:
     per_sheet = max_rows - 1
     widths = _widths(table)
     align = _text_alignments(table.headers)
+    # Wrapped columns and the characters a line of each holds (an indent takes about two).
+    wrapped = [
+        (i, max(int((widths[i] - (3 if a.indent else 1)) * _CHARS_PER_WIDTH), 1))
+        for i, a in align.items()
+        if a.wrap_text
+    ]
     rows = table.rows()
     for index, name in enumerate(names):
         ws = wb.create_sheet(name)
         in_part = min(per_sheet, table.count - index * per_sheet)
         _setup_table_sheet(ws, table.headers, widths, max(in_part, 0))
         cells = _Cells(ws, align)
+        # Rows of more than one line: every cell at the top, beside the wrapped text's first line.
+        tall_cells = _Cells(ws, {i: _top(a) for i, a in align.items()}, _TOP)
         ws.append(cells.header(table.headers))
-        for _ in range(max(in_part, 0)):
+        for row_no in range(2, max(in_part, 0) + 2):
             values, fill = next(rows)
-            ws.append(cells.row(values, fill))
+            lines = _lines(values, wrapped)
+            if lines > 1:
+                # A row written with no height stays one line high in some programs and the
+                # wrapped text runs over the next row; the writer sends each row out as it is
+                # appended, so the height is dropped again right after.
+                ws.row_dimensions[row_no].height = min(_LINE_HEIGHT * lines, _MAX_ROW_HEIGHT)
+                ws.append(tall_cells.row(values, fill))
+                del ws.row_dimensions[row_no]
+            else:
+                ws.append(cells.row(values, fill))
     return names
 
 
+def _top(align: Alignment) -> Alignment:
+    return Alignment(
+        horizontal=align.horizontal, indent=align.indent, wrap_text=align.wrap_text, vertical="top"
+    )
+
+
+def _lines(values: Sequence[CellValue], wrapped: Sequence[tuple[int, int]]) -> int:
+    """Lines the tallest wrapped cell of a row takes, breaking at spaces as a spreadsheet does."""
+    lines = 1
+    for col, chars in wrapped:
+        value = values[col]
+        if not isinstance(value, str) or (len(value) <= chars and "\n" not in value):
+            continue
+        count = sum(
+            len(textwrap.wrap(part, chars, break_on_hyphens=False)) or 1
+            for part in value.split("\n")
+        )
+        lines = max(lines, count)
+    return lines
+
+
 def _criterion(value: str) -> str:
-    """A COUNTIFS/SUMIFS criterion that matches `value` exactly, as a formula string literal."""
+    """A COUNTIFS/SUMIFS criterion that matches `value` exactly, as a formula string literal
+    (`NOT_REJECTED` is the one criterion that excludes instead)."""
+    if value == NOT_REJECTED:
+        return f'"{value}"'
     if not re.fullmatch(r"[A-Za-z0-9_]+", value):
         value = "=" + re.sub(r"([*?~])", r"~\1", value)
     return '"' + value.replace('"', '""') + '"'
@@ -564,7 +619,8 @@ def _write_summary(wb: Workbook, report: Report, parts: Sequence[str]) -> None:
     first_currency_row = out.row + 1
     for total in report.currencies:
         fmt = amount_format(total.currency)
-        by_currency = [(_CURRENCY_COL, total.currency)]
+        # Rejected rows were never sent: they count in the outcomes, not in the money.
+        by_currency = [(_CURRENCY_COL, total.currency), (_OUTCOME_COL, NOT_REJECTED)]
         r = out.row + 1
         captured_ref, fees_ref = f"F{r}", f"J{r}"
         out.add(
@@ -655,6 +711,8 @@ def _write_summary(wb: Workbook, report: Report, parts: Sequence[str]) -> None:
             ws.append(cells.header([str(v) for v in values]))
         elif kind == "evidence":
             ws.append(cells.row(values, align=_LEFT))
+        elif kind == "table":
+            ws.append(cells.row(_formats_as_tool_totals(values)))
         else:
             ws.append(cells.row(values))
 
@@ -666,6 +724,16 @@ def _write_summary(wb: Workbook, report: Report, parts: Sequence[str]) -> None:
         currency_rows=(first_currency_row, last_currency_row),
         outcome_rows=(first_outcome_row, last_outcome_row),
     )
+
+
+def _formats_as_tool_totals(values: Sequence[CellValue]) -> list[CellValue]:
+    """Each formula shown with the decimals of the tool total beside it, so the two look alike."""
+    out = list(values)
+    for i, value in enumerate(out[:-1]):
+        neighbour = out[i + 1]
+        if isinstance(value, Formula) and isinstance(neighbour, Amount):
+            out[i] = Formula(value.text, shown_format(neighbour))
+    return out
 
 
 def _add_charts(
@@ -691,7 +759,7 @@ def _add_charts(
     if report.currencies:
         first, last = currency_rows
         chart = BarChart()
-        chart.title = _chart_title("Requested and captured per currency (tool totals)")
+        chart.title = _chart_title("Requested and captured (tool totals)")
         chart.x_axis.title = "Currency"
         chart.y_axis.title = "Amount, in each currency"
         chart.y_axis.numFmt = "#,##0"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import re
 import zipfile
 from dataclasses import replace
 from decimal import Decimal
@@ -18,6 +19,7 @@ from workbook_fixtures import AT_SUM, HYPERLINK, report_from, row, sample_report
 
 from recon import __version__, workbook
 from recon.reconcile import Outcome, Report
+from recon.schema import Rejection
 from recon.workbook import (
     CODES_HEADERS,
     EXCEPTION_FILLS,
@@ -237,6 +239,12 @@ def test_rejected_and_codes(book: Path, report: Report) -> None:
     assert values(book, "Codes")[1:] == [[c.code, c.meaning, c.count] for c in report.codes]
 
 
+def column_widths(ws: Worksheet) -> list[float]:
+    return [
+        float(ws.column_dimensions[get_column_letter(i)].width) for i in range(1, ws.max_column + 1)
+    ]
+
+
 def test_sheet_view_filter_and_print_setup(book: Path) -> None:
     for name in ("Reconciliation", "Exceptions", "Rejected", "Codes"):
         ws = sheet(book, name)
@@ -246,9 +254,106 @@ def test_sheet_view_filter_and_print_setup(book: Path) -> None:
         assert ws.page_setup.paperSize == int(ws.PAPERSIZE_A4)
         assert ws.sheet_properties.pageSetUpPr is not None
         assert ws.sheet_properties.pageSetUpPr.fitToPage
-        assert ws.page_setup.fitToWidth == 1
+        assert ws.page_setup.fitToHeight == 0
         assert ws.print_title_rows == "$1:$1"
         assert ws.column_dimensions["B"].width > 8
+        assert ws.oddFooter.left.text == "&A"
+        assert ws.oddFooter.right.text == "Page &P of &N"
+
+
+def test_every_list_sheet_prints_fit_to_width(book: Path) -> None:
+    for name in ("Reconciliation", "Exceptions", "Rejected", "Codes"):
+        assert sheet(book, name).page_setup.fitToWidth == 1
+
+
+def test_headers_bold_in_the_body_font_shaded_and_centred(book: Path) -> None:
+    for name in ("Summary", "Reconciliation", "Exceptions", "Rejected", "Codes"):
+        ws = sheet(book, name)
+        headers = [
+            c
+            for line in ws.iter_rows()
+            for c in line
+            if c.fill.fill_type and c.fill.fgColor.rgb == "00" + workbook._HEADER_FILL
+        ]
+        assert headers, name
+        for cell in headers:
+            # A font with no name falls back to a serif face in LibreOffice.
+            assert cell.font.b and cell.font.name == "Calibri", (name, cell.coordinate)
+            assert cell.alignment.horizontal == "center" and cell.alignment.wrap_text
+
+
+def test_text_after_a_number_is_indented_and_free_text_wraps(book: Path) -> None:
+    ws = sheet(book, "Exceptions")
+    headers = [c.value for c in ws[1]]
+    line = ws[2]
+    # "2" right-aligned beside "000002" left-aligned reads as "2000002" without a gap.
+    for name in ("Order ID", "Fee currency"):
+        cell = line[headers.index(name)]
+        assert cell.alignment.horizontal == "left" and cell.alignment.indent == 1, name
+    for name in ("Status description", "Reason"):
+        assert line[headers.index(name)].alignment.wrap_text, name
+    # After Attempts, a number; row 2's comment is also quote-prefixed hostile text.
+    comment = sheet(book, "Reconciliation").cell(2, COL["Comment"] + 1)
+    assert comment.alignment.indent == 1 and comment.alignment.wrap_text and comment.quotePrefix
+    rejected = sheet(book, "Rejected")
+    assert rejected["B2"].alignment.indent == 1
+    assert rejected["D2"].alignment.wrap_text
+
+
+def test_long_text_gets_a_taller_row_with_every_cell_at_the_top(tmp_path: Path) -> None:
+    reason = "refused (HTTP 400) 4124: " + "the currency does not match the order " * 4
+    report = report_from(
+        [
+            row(2, outcome=Outcome.FAILED, reason="refused"),
+            row(3, outcome=Outcome.FAILED, reason=reason, comment="first\nsecond"),
+        ],
+        rejections=(Rejection(4, "charge_amount", "1e3", "short"),),
+    )
+    path = tmp_path / "tall.xlsx"
+    write_workbook(report, path)
+    ws = sheet(path, "Exceptions")
+    reason_col = len(EXCEPTION_HEADERS)
+    width = ws.column_dimensions[get_column_letter(reason_col)].width
+    assert width <= 60
+    assert ws.row_dimensions[2].height is None  # one line: the program's own height
+    height = ws.row_dimensions[3].height
+    assert height is not None and height >= 2 * 15
+    assert ws.cell(3, reason_col).alignment.vertical == "top"
+    assert ws.cell(3, reason_col).alignment.wrap_text
+    assert ws.cell(3, 1).alignment.vertical == "top"  # the source row beside it
+    assert ws.cell(2, 1).alignment.vertical is None
+    assert sheet(path, "Rejected").row_dimensions[2].height is None
+    # The heights are written into the file, not kept in memory for every row.
+    assert write_workbook(report, tmp_path / "again.xlsx") == write_workbook(
+        report, tmp_path / "again2.xlsx"
+    )
+
+
+def test_amounts_with_more_decimals_than_the_currency_show_them(tmp_path: Path) -> None:
+    # A rejected USD 12.345 must not be shown as 12.35: that hides why it was rejected.
+    rows = [
+        row(
+            2,
+            currency="USD",
+            requested=Decimal("12.345"),
+            captured=Decimal(0),
+            difference=None,
+            outcome=Outcome.REJECTED,
+        ),
+        row(3, currency="USD", requested=Decimal("12.300"), captured=Decimal("12.3")),
+        row(4, currency="JPY", requested=Decimal("1500"), captured=Decimal("1500")),
+    ]
+    path = tmp_path / "dec.xlsx"
+    write_workbook(report_from(rows), path)
+    ws = sheet(path, "Reconciliation")
+    requested = COL["Requested amount"] + 1
+    assert ws.cell(2, requested).number_format == "#,##0.000"
+    assert ws.cell(3, requested).number_format == "#,##0.00"
+    assert ws.cell(4, requested).number_format == "#,##0"
+    summary = sheet(path, "Summary")
+    usd = next(line for line in summary.iter_rows() if line[0].value == "USD")
+    # The formula shows what the tool total beside it shows; the rejected 12.345 is not in it.
+    assert usd[3].number_format == usd[4].number_format == "#,##0.00"
 
 
 def test_document_properties(book: Path, report: Report) -> None:
@@ -294,10 +399,10 @@ def test_summary_formulas_beside_tool_totals(book: Path, report: Report) -> None
     ]
     for total in report.currencies:
         line = find(rows, total.currency)
-        assert line[1] == f"=COUNTIFS('Reconciliation'!$D:$D,\"{total.currency}\")"
-        assert line[5] == (
-            f"=SUMIFS('Reconciliation'!$G:$G,'Reconciliation'!$D:$D,\"{total.currency}\")"
-        )
+        sent = "'Reconciliation'!$N:$N,\"<>rejected\""  # rejected rows carry no money
+        by_currency = f"'Reconciliation'!$D:$D,\"{total.currency}\",{sent}"
+        assert line[1] == f"=COUNTIFS({by_currency})"
+        assert line[5] == f"=SUMIFS('Reconciliation'!$G:$G,{by_currency})"
         assert str(line[11]).startswith("=F") and "-J" in str(line[11])
         tool = [line[2], line[4], line[6], line[8], line[10], line[12]]
         expected = [
@@ -319,8 +424,49 @@ def test_summary_formulas_beside_tool_totals(book: Path, report: Report) -> None
 
 def test_summary_charts(book: Path) -> None:
     with zipfile.ZipFile(book) as z:
-        charts = [n for n in z.namelist() if n.startswith("xl/charts/chart")]
+        charts = sorted(n for n in z.namelist() if n.startswith("xl/charts/chart"))
+        xml = [z.read(n).decode() for n in charts]
     assert len(charts) == 2
+    for text in xml:
+        assert text.count("<title>") == 3  # the chart's and both axes'
+        assert text.count('<delete val="0"/>') == 2  # Excel hides axes openpyxl leaves unset
+    assert "Requested and captured" in xml[0] and "Amount" in xml[0]
+    assert "Rows per outcome" in xml[1] and 'barDir val="bar"' in xml[1]
+
+
+def test_summary_charts_sit_below_every_table_side_by_side(book: Path) -> None:
+    with zipfile.ZipFile(book) as z:
+        drawing = z.read("xl/drawings/drawing1.xml").decode()
+    anchors = re.findall(r"<from><col>(\d+)</col>.*?<row>(\d+)</row>", drawing)
+    assert len(anchors) == 2
+    (col1, row1), (col2, row2) = [(int(c), int(r)) for c, r in anchors]
+    last_row = sheet(book, "Summary").max_row
+    assert row1 == row2 >= last_row  # zero-based: the first row after a blank one
+    widths = column_widths(sheet(book, "Summary"))
+    covered = sum(workbook._column_cm(w) for w in widths[col1:col2])
+    assert covered >= 15.0  # the first chart (15 cm wide) ends before the second starts
+
+
+def test_summary_looks(book: Path, report: Report) -> None:
+    ws = sheet(book, "Summary")
+    cells = {c.value: c for line in ws.iter_rows() for c in line if c.value is not None}
+    for title in ("Run evidence", "Totals per currency", "Rows per outcome"):
+        assert cells[title].font.b and cells[title].font.sz > 11
+        assert not cells[title].fill.fill_type  # a title, not a table header
+    # Evidence values all start at the left edge, numbers too.
+    for line in ws.iter_rows(min_row=2, max_row=15):
+        assert line[1].alignment.horizontal == "left", line[0].value
+    size = next(line[1] for line in ws.iter_rows() if line[0].value == "Input size (bytes)")
+    assert size.number_format == "#,##0"
+    # Header rows whose labels wrap are two lines high.
+    header_row = next(line[0].row for line in ws.iter_rows() if line[0].value == "Currency")
+    assert ws.row_dimensions[header_row].height == 30
+    # Every amount fits its column (no ####).
+    widths = column_widths(ws)
+    for line in ws.iter_rows(min_row=header_row + 1):
+        for cell in line[1:]:
+            if isinstance(cell.value, int | float):
+                assert len(f"{cell.value:,.2f}") < widths[cell.column - 1], cell.coordinate
 
 
 def test_splits_past_max_rows_and_formulas_sum_every_part(tmp_path: Path) -> None:
@@ -347,7 +493,7 @@ def test_splits_past_max_rows_and_formulas_sum_every_part(tmp_path: Path) -> Non
     orders = find(summary_rows(path), "UAH")[1]
     assert isinstance(orders, str)
     for part in names[1:5]:
-        assert f"COUNTIFS('{part}'!$D:$D,\"UAH\")" in orders
+        assert f"COUNTIFS('{part}'!$D:$D,\"UAH\",'{part}'!$N:$N,\"<>rejected\")" in orders
     captured = find(summary_rows(path), "UAH")[5]
     assert isinstance(captured, str) and captured.count("SUMIFS(") == 4
 
