@@ -34,6 +34,7 @@ from recon.settings import Settings
 
 log = logging.getLogger("recon.api")
 
+MAX_AMOUNT_DIGITS = 15  # integer digits of any real amount; 1E+30 is a broken or hostile answer
 MAX_ANSWER_BYTES = 1_000_000  # a capture answer is < 1 kB; anything huge is hostile or broken
 STATUSES = ("init", "pending", "success", "failure")
 FINAL_STATUSES = ("success", "failure")
@@ -132,6 +133,8 @@ def _text(data: Mapping[str, Any], key: str, *, required: bool = False) -> str:
         if required:
             raise MalformedAnswer(f"answer has no {key!r}")
         return ""
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return str(int(value))  # `"status_code": 1000` or `"order_id": 123`: tolerated
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise MalformedAnswer(f"answer's {key!r} is not text: {value!r:.60}")
     return str(value)
@@ -148,6 +151,8 @@ def _amount(value: Any, currency: str, what: str) -> Decimal | None:
         raise MalformedAnswer(f"{what} is not a number: {value!r:.60}") from exc
     if not amount.is_finite() or amount < 0:
         raise MalformedAnswer(f"{what} is not a non-negative amount: {value!r:.60}")
+    if amount.adjusted() >= MAX_AMOUNT_DIGITS:
+        raise MalformedAnswer(f"{what} is implausibly large: {value!r:.60}")
     if currency and money.is_currency(currency):
         exponent = amount.as_tuple().exponent
         decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
@@ -205,7 +210,7 @@ def parse_operation(data: Any, order: Order | None = None) -> Operation:
             )
         if op.status == "success" and op.amount is None:
             raise MalformedAnswer("a successful answer without an amount")
-        if op.method and op.method not in ("capture", "auth"):
+        if op.method and op.method != "capture":  # the hold itself (auth) is not a capture
             raise MalformedAnswer(f"answer is a {op.method!r:.20} operation, not a capture")
     return op
 
@@ -279,6 +284,13 @@ class Client:
             headers=self.headers(),
         )
 
+    def _scrub(self, text: str) -> str:
+        """An answer that echoes a credential (some error pages quote the request) is kept
+        with the credential masked: answers go to the journal, the workbook and the screen."""
+        for secret in self.settings.secrets():
+            text = text.replace(secret, "****")
+        return text
+
     def headers(self) -> dict[str, str]:
         s = self.settings
         return {
@@ -329,7 +341,7 @@ class Client:
             return Reply(ReplyKind.NOT_SENT, message=f"could not connect: {type(exc).__name__}")
         except httpx.TimeoutException as exc:
             return Reply(ReplyKind.IN_DOUBT, message=f"no answer in time ({type(exc).__name__})")
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:  # transport errors, and any other the exchange raises
             return Reply(ReplyKind.IN_DOUBT, message=f"connection lost ({type(exc).__name__})")
         try:
             body = bytearray()
@@ -346,14 +358,14 @@ class Client:
             return Reply(
                 ReplyKind.IN_DOUBT, response.status_code, message=f"answer cut off ({exc})"
             )
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:  # cut off, or undecodable (a false Content-Encoding)
             name = type(exc).__name__
             return Reply(
                 ReplyKind.IN_DOUBT, response.status_code, message=f"answer cut off ({name})"
             )
         finally:
             await response.aclose()
-        text = bytes(body).decode("utf-8", "replace")
+        text = self._scrub(bytes(body).decode("utf-8", "replace"))
         log.debug("answer %s %s", response.status_code, text[:2000])
         return _Answer(response.status_code, text, response.headers.get("Retry-After"))
 
@@ -363,14 +375,17 @@ class Client:
         data: Any = None
         try:
             data = loads(raw.body) if raw.body else None
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: `[[[[...` nested 200k deep
             data = None
         if status == 200:
             if lookup and isinstance(data, list):  # the full look-up shape: pick the capture
                 captures = [d for d in data if isinstance(d, dict) and d.get("method") == "capture"]
                 if not captures:
                     return Reply(ReplyKind.NOT_FOUND, 200, raw.body, message="no capture on record")
-                data = captures[-1]
+                # A success outranks a pending one, which outranks a refusal: a failed attempt
+                # beside a successful one must not make the order look uncaptured.
+                rank = {"success": 0, "pending": 1, "init": 1}
+                data = min(reversed(captures), key=lambda d: rank.get(str(d.get("status")), 2))
             try:
                 op = parse_operation(data, order)
             except MalformedAnswer as exc:

@@ -237,8 +237,8 @@ class Runner:
         if self.stopping:
             return  # stays planned: the same command sends it next time
         attempt = self.journal.mark_sending(self.run_id, seq, order, self.options.timeout)
-        if attempt is None:
-            self._settled(State.DUPLICATE)
+        if isinstance(attempt, State):  # a duplicate, or no longer planned: never sent twice
+            self._settled(attempt)
             return
         reply = await self.client.capture(order)
         settlement = settlement_of(reply)

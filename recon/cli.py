@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import os
 import signal
 import sys
@@ -26,7 +27,7 @@ from recon import __version__, money
 from recon.batch import BatchOptions, Counts, Runner, run_batch
 from recon.errors import EXCEPTIONS, OK, InvalidInput, ReconError, StoppedEarly, UsageError
 from recon.ingest import RawTable, read_table
-from recon.journal import Journal, OrderRecord, RunInfo, State, utc_now
+from recon.journal import Journal, OrderRecord, RunInfo, State, run_key, utc_now
 from recon.pacing import RateLimiter
 from recon.reconcile import Report, build_report, exit_code
 from recon.schema import Batch, Rejection, validate, write_rejections_csv
@@ -42,6 +43,16 @@ out = Console(highlight=False)
 for _console in (err, out):
     if not _console.is_terminal:  # piped or captured: wide lines beat tables folded at 80
         _console.width = 160
+
+
+class Finite(click.FloatRange):
+    """A float range that also refuses nan and inf (click's FloatRange lets them through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class ReconFailure(click.ClickException):
@@ -61,6 +72,8 @@ class ReconGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (KeyboardInterrupt, click.Abort):
+            raise ReconFailure(StoppedEarly("interrupted; run the same command again")) from None
         except ReconError as exc:
             env, _ = load_environment(os.environ)
             raise ReconFailure(exc, Settings.from_env(env).secrets()) from None
@@ -296,7 +309,7 @@ def _run_async(runner_holder: list[Runner], coro: Any) -> Counts:
 @journal_option
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0.1),
+    type=Finite(min=0.1),
     default=10.0,
     show_default=True,
     help="Requests per second, look-ups included.",
@@ -310,17 +323,23 @@ def _run_async(runner_holder: list[Runner], coro: Any) -> Counts:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.1),
+    type=Finite(min=0.1, max=3600),
     default=30.0,
     show_default=True,
     help="Seconds to wait for one answer.",
 )
 @click.option(
     "--settle-timeout",
-    type=click.FloatRange(min=0),
+    type=Finite(min=0, max=86400),
     default=120.0,
     show_default=True,
     help="Seconds a pending capture is looked up again before it is reported pending.",
+)
+@click.option(
+    "--grace",
+    type=Finite(min=0, max=3600),
+    help="Seconds after a lost request's deadline before a look-up that finds no capture is "
+    "believed and the order may be sent again [default: the --timeout, at least 5].",
 )
 @input_options
 @click.option(
@@ -346,8 +365,8 @@ def _run_async(runner_holder: list[Runner], coro: Any) -> Counts:
 )
 def capture_cmd(
     input_file: Path, out_file: Path | None, journal: Path, rate: float, concurrency: int,
-    timeout: float, settle_timeout: float, sheet: str | None, decimal: str | None,
-    skip_invalid: bool, dry_run: bool, sandbox: bool, yes: bool,
+    timeout: float, settle_timeout: float, grace: float | None, sheet: str | None,
+    decimal: str | None, skip_invalid: bool, dry_run: bool, sandbox: bool, yes: bool,
 ) -> None:  # fmt: skip
     """Validate INPUT, capture every order, reconcile, and write the workbook.
 
@@ -358,10 +377,10 @@ def capture_cmd(
     transport: httpx.AsyncBaseTransport | None = None
     if sandbox:
         from recon.sandbox.app import SANDBOX_POS_ID
-
-        batch = _read(input_file, sheet, decimal, settings.pos_id or SANDBOX_POS_ID)
         from recon.sandbox.embedded import embedded_sandbox
 
+        # The sandbox's own POS, never FINLINE_POS_ID: a sandbox run must not look like a real one.
+        batch = _read(input_file, sheet, decimal, SANDBOX_POS_ID)
         transport, settings = embedded_sandbox(batch.orders, input_file)
     else:
         batch = _read(input_file, sheet, decimal, settings.pos_id)
@@ -390,28 +409,26 @@ def capture_cmd(
         return
     if not sandbox:
         settings.require_credentials()
-        if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError("no terminal to confirm on: pass --yes to capture without asking")
-            if not click.confirm(
-                f"Capture {len(batch.orders)} orders on {settings.base_url}?", default=False
-            ):
-                raise UsageError("not confirmed: nothing was sent")
-    with Journal(journal) as jr:
-        pos_ids = tuple(sorted({o.pos_id for o in batch.orders}))
-        run_id = jr.find_run(table_info[1], pos_ids)
+    pos_ids = tuple(sorted({o.pos_id for o in batch.orders}))
+    key = run_key(table_info[1], pos_ids, settings.base_url, sheet, decimal)
+    with Journal(journal, exclusive=True) as jr:
+        run_id = jr.find_run(key)
+        to_send = len(batch.orders) if run_id is None else jr.unsettled(run_id)
+        if not sandbox and not yes and to_send:
+            _confirm(to_send, settings.base_url)
         if run_id is None:
             run_id = jr.create_run(
                 batch, input_name=input_file.name, input_size=table_info[0],
                 input_sha256=table_info[1], base_url=settings.base_url, rate=rate,
-                user=current_user(),
+                user=current_user(), key=key,
             )  # fmt: skip
             err.print(f"run {run_id} started (journal {journal})")
         else:
-            err.print(f"resuming run {run_id} of this input (journal {journal})")
+            err.print(f"resuming run {run_id} of this input: {to_send} order(s) to settle")
         options = BatchOptions(
-            concurrency=concurrency, timeout=timeout, settle_timeout=settle_timeout
-        )
+            concurrency=concurrency, timeout=timeout, settle_timeout=settle_timeout,
+            grace=grace if grace is not None else max(5.0, timeout),
+        )  # fmt: skip
         stopped: StoppedEarly | None = None
         runners: list[Runner] = []
         try:
@@ -421,7 +438,13 @@ def capture_cmd(
         else:
             jr.finish_run(run_id)
         report = build_report(jr.run_info(run_id), jr.records(run_id), jr.rejections(run_id))
-        path = _write(report, out_file, input_file.stem, jr)
+        try:
+            path = _write(report, out_file, input_file.stem, jr)
+        except OSError as exc:
+            raise StoppedEarly(
+                f"the batch ran, but the workbook could not be written ({exc}); the journal "
+                f"holds every answer: recon report {run_id} --journal {journal} --out FILE"
+            ) from exc
     out.print(_summary_table(report))
     out.print(_outcome_table(report))
     out.print(f"workbook: {path}")
@@ -431,6 +454,14 @@ def capture_cmd(
     if code != OK:
         err.print("finished with exceptions: see the Exceptions sheet")
     sys.exit(code)
+
+
+def _confirm(orders: int, base_url: str) -> None:
+    """Real money moves only after a yes typed at a terminal (or --yes)."""
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to confirm on: pass --yes to capture without asking")
+    if not click.confirm(f"Capture {orders} order(s) on {base_url}?", default=False):
+        raise UsageError("not confirmed: nothing was sent")
 
 
 def read_table_info(path: Path) -> tuple[int, str]:
@@ -579,7 +610,9 @@ def _served_credentials() -> Any:
 
 @sandbox_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", type=int, default=8765, show_default=True, help="TCP port.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="TCP port."
+)
 @click.option(
     "--holds",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -633,7 +666,13 @@ def sandbox_serve_cmd(
         batch = _read(orders, None, None, _settings().pos_id or SANDBOX_POS_ID)
         hold_list = holds_for_orders(batch.orders)
     else:
-        hold_list = load_holds(holds or Path("sample_data/holds.csv"))
+        holds = holds or Path("sample_data/holds.csv")
+        if not holds.is_file():
+            raise UsageError(f"no holds file at {holds}: pass --holds FILE or --orders FILE")
+        try:
+            hold_list = load_holds(holds)
+        except (ValueError, KeyError) as exc:
+            raise UsageError(f"{holds} is not a holds file: {exc}") from exc
     try:
         plan = parse_faults(faults, seed=seed) if faults else None
     except FaultSpecError as exc:

@@ -17,6 +17,7 @@ any instant (only a power loss could drop the last commits, and then the answer 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import socket
@@ -34,13 +35,13 @@ from recon import __version__
 from recon.errors import JournalError
 from recon.schema import Batch, Order, Rejection
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs(
     run_id TEXT PRIMARY KEY, input_name TEXT NOT NULL, input_size INTEGER NOT NULL,
-    input_sha256 TEXT NOT NULL, pos_key TEXT NOT NULL, rows_read INTEGER NOT NULL,
+    input_sha256 TEXT NOT NULL, run_key TEXT NOT NULL, rows_read INTEGER NOT NULL,
     started_at TEXT NOT NULL, finished_at TEXT NOT NULL DEFAULT '', tool_version TEXT NOT NULL,
     base_url TEXT NOT NULL, pos_ids TEXT NOT NULL, rate REAL NOT NULL,
     user TEXT NOT NULL, host TEXT NOT NULL);
@@ -173,21 +174,54 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+def run_key(
+    sha256: str, pos_ids: tuple[str, ...], base_url: str, sheet: str | None, decimal: str | None
+) -> str:
+    """What makes two invocations the same run: the same bytes read the same way (sheet,
+    decimal separator), for the same POS ids, against the same endpoint. A sandbox run never
+    resumes as a real one, and another sheet of the same workbook is another run."""
+    pos = ",".join(sorted(p.lower() for p in pos_ids))
+    return "|".join((sha256, pos, base_url.rstrip("/"), sheet or "", decimal or ""))
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def _lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalError(
+            f"journal {path} is in use by another recon capture; wait for it to finish "
+            "(two at once would send each other's orders)"
+        ) from None
+    return fd
 
 
 class Journal:
     """One SQLite file; every method commits before it returns."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, exclusive: bool = False) -> None:
+        """Open or create the journal; `exclusive` holds a lock for as long as it is open, so
+        that two captures never work on one journal at once (each would send the other's
+        planned orders)."""
         self.path = path
+        self._lock: int | None = None
         self._deferred: list[tuple[tuple[object, ...], tuple[object, ...] | None]] = []
-        path.parent.mkdir(parents=True, exist_ok=True)
-        existed = path.exists() and path.stat().st_size > 0
-        if not path.exists():
-            # Owner-only from the first byte; SQLite gives -wal and -shm the same mode.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            existed = path.exists() and path.stat().st_size > 0
+            if exclusive:
+                self._lock = _lock(path)
+            if not path.exists():
+                # Owner-only from the first byte; SQLite gives -wal and -shm the same mode.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise JournalError(f"journal {path} cannot be opened: {exc.strerror or exc}") from exc
         try:
             self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
             if existed:
@@ -211,6 +245,9 @@ class Journal:
     def close(self) -> None:
         self.flush()
         self.db.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
 
     def __enter__(self) -> Journal:
         return self
@@ -255,11 +292,10 @@ class Journal:
 
     # --- runs -------------------------------------------------------------------------------
 
-    def find_run(self, sha256: str, pos_ids: tuple[str, ...]) -> str | None:
-        """The run of this input (same bytes, same POS), to resume it instead of starting over."""
+    def find_run(self, key: str) -> str | None:
+        """The run of this input (see `run_key`), to resume it instead of starting over."""
         row = self.db.execute(
-            "SELECT run_id FROM runs WHERE input_sha256=? AND pos_key=? ORDER BY started_at DESC",
-            (sha256, ",".join(sorted(pos_ids))),
+            "SELECT run_id FROM runs WHERE run_key=? ORDER BY started_at DESC", (key,)
         ).fetchone()
         return None if row is None else str(row[0])
 
@@ -273,6 +309,7 @@ class Journal:
         base_url: str,
         rate: float,
         user: str,
+        key: str = "",
     ) -> str:
         """Record a run and plan its orders; one another run may have captured is a duplicate."""
         run_id = new_run_id()
@@ -280,11 +317,11 @@ class Journal:
         now = utc_now()
         with self._tx() as db:
             db.execute(
-                "INSERT INTO runs(run_id, input_name, input_size, input_sha256, pos_key, rows_read,"
+                "INSERT INTO runs(run_id, input_name, input_size, input_sha256, run_key, rows_read,"
                 " started_at, tool_version, base_url, pos_ids, rate, user, host)"
                 " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    run_id, input_name, input_size, input_sha256, ",".join(pos_ids),
+                    run_id, input_name, input_size, input_sha256, key or run_id,
                     len(batch.rows), now, __version__, base_url, ",".join(pos_ids), rate, user,
                     socket.gethostname(),
                 ),
@@ -318,11 +355,14 @@ class Journal:
         return run_id
 
     def _captured_elsewhere(self, order: Order, run_id: str) -> str:
-        """The id of another run that captured this order, or may have; "" when none did."""
+        """The id of another run against the same endpoint that captured this order, or may
+        have; "" when none did. POS ids are UUIDs: compared without regard to case."""
         row = self.db.execute(
-            "SELECT run_id FROM orders WHERE order_id=? AND pos_id=? AND run_id<>? AND"
-            " (state IN (?,?,?,?) OR (state=? AND op_status='success')) LIMIT 1",
-            (order.order_id, order.pos_id, run_id, *MAY_BE_CAPTURED, State.ANSWERED),
+            "SELECT o.run_id FROM orders o JOIN runs r ON r.run_id = o.run_id"
+            " WHERE o.order_id=? AND lower(o.pos_id)=lower(?) AND o.run_id<>?"
+            " AND r.base_url=(SELECT base_url FROM runs WHERE run_id=?)"
+            " AND (o.state IN (?,?,?,?) OR (o.state=? AND o.op_status='success')) LIMIT 1",
+            (order.order_id, order.pos_id, run_id, run_id, *MAY_BE_CAPTURED, State.ANSWERED),
         ).fetchone()
         return "" if row is None else str(row[0])
 
@@ -410,6 +450,15 @@ class Journal:
             for r in cursor
         ]
 
+    def unsettled(self, run_id: str) -> int:
+        """Orders of the run that a resume would send or look up."""
+        self.flush()
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM orders WHERE run_id=? AND state IN (?,?,?,?,?)",
+            (run_id, State.PLANNED, State.SENDING, State.IN_DOUBT, State.UNKNOWN, State.PENDING),
+        ).fetchone()
+        return int(row[0])
+
     def rejections(self, run_id: str) -> list[Rejection]:
         cursor = self.db.execute(
             "SELECT source_row, column_name, value, problem FROM rejections WHERE run_id=?"
@@ -418,8 +467,10 @@ class Journal:
         )
         return [Rejection(*r) for r in cursor]
 
-    def mark_sending(self, run_id: str, seq: int, order: Order, timeout: float) -> int | None:
-        """Commit "sending" before the request goes out; None when another run got there first.
+    def mark_sending(self, run_id: str, seq: int, order: Order, timeout: float) -> int | State:
+        """Commit "sending" before the request goes out: the attempt's id, or the state that
+        forbids sending (`duplicate` when another run got there first, or whatever state the
+        order is in when it is no longer `planned`).
 
         The deadline (send time + timeout) is kept with the attempt: a look-up that finds no
         capture proves nothing until it is past, because a slow request can still commit.
@@ -430,15 +481,20 @@ class Journal:
             if dup:
                 db.execute(
                     "UPDATE orders SET state=?, duplicate_of=?, updated_at=?"
-                    " WHERE run_id=? AND seq=?",
-                    (State.DUPLICATE, dup, utc_now(), run_id, seq),
+                    " WHERE run_id=? AND seq=? AND state=?",
+                    (State.DUPLICATE, dup, utc_now(), run_id, seq, State.PLANNED),
                 )
-                return None
-            db.execute(
+                return State.DUPLICATE
+            updated = db.execute(
                 "UPDATE orders SET state=?, first_sent=COALESCE(first_sent, ?), updated_at=?"
-                " WHERE run_id=? AND seq=?",
-                (State.SENDING, now, utc_now(), run_id, seq),
+                " WHERE run_id=? AND seq=? AND state=?",
+                (State.SENDING, now, utc_now(), run_id, seq, State.PLANNED),
             )
+            if updated.rowcount != 1:  # only a planned order may be sent
+                row = db.execute(
+                    "SELECT state FROM orders WHERE run_id=? AND seq=?", (run_id, seq)
+                ).fetchone()
+                return State(row[0]) if row else State.REJECTED
             cursor = db.execute(
                 "INSERT INTO attempts(run_id, seq, kind, sent_at, deadline) VALUES(?,?,?,?,?)",
                 (run_id, seq, "capture", utc_now(), now + timeout),

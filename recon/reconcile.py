@@ -136,7 +136,7 @@ def _outcome(record: OrderRecord) -> tuple[Outcome, Decimal | None, str]:
 def _fmt(amount: Decimal, currency: str) -> str:
     try:
         return f"{money.quantize(amount, currency):,f} {currency}"
-    except ValueError:
+    except (ArithmeticError, ValueError):  # not a currency, or an amount quantize cannot hold
         return f"{amount} {currency}"
 
 
@@ -180,8 +180,11 @@ def totals(rows: Iterable[ReconRow]) -> tuple[tuple[CurrencyTotal, ...], tuple[O
     """Per-currency and per-outcome totals, in Decimal, as the Summary sheet's formulas compute."""
     rows = list(rows)
     currencies = []
-    for currency in sorted({r.currency for r in rows}):
-        mine = [r for r in rows if r.currency == currency]
+    # Rejected rows were never sent (and may name no real currency): outcomes count them,
+    # the money totals do not.
+    sendable = [r for r in rows if r.outcome is not Outcome.REJECTED]
+    for currency in sorted({r.currency for r in sendable}):
+        mine = [r for r in sendable if r.currency == currency]
         captured = _sum(r.captured for r in mine)
         fees = _sum(r.fee_amount for r in mine)
         currencies.append(

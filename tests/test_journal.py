@@ -14,7 +14,7 @@ import pytest
 from conftest import order
 
 from recon.errors import JournalError
-from recon.journal import Journal, Settlement, State
+from recon.journal import Journal, Settlement, State, run_key
 from recon.schema import Batch, Order, Rejection
 
 
@@ -22,7 +22,7 @@ def plan(journal: Journal, orders: list[Order], sha: str = "a" * 64, **kw: objec
     batch = Batch(tuple(orders), tuple(kw.pop("rejected", ())), tuple(kw.pop("rejections", ())))  # type: ignore[arg-type]
     return journal.create_run(
         batch, input_name="in.csv", input_size=10, input_sha256=sha, base_url="http://x",
-        rate=10, user="u",
+        rate=10, user="u", key=str(kw.pop("key", "")),
     )  # fmt: skip
 
 
@@ -65,11 +65,22 @@ def test_orders_are_planned_in_input_order_with_rejected_rows(journal: Journal) 
     assert records[0].order.amount == Decimal(100)
 
 
-def test_find_run_by_input_bytes_and_pos(journal: Journal) -> None:
-    run_id = plan(journal, [order("A")], sha="b" * 64)
-    assert journal.find_run("b" * 64, (order("A").pos_id,)) == run_id
-    assert journal.find_run("c" * 64, (order("A").pos_id,)) is None
-    assert journal.find_run("b" * 64, ("other-pos",)) is None
+def test_a_run_is_found_by_input_bytes_sheet_decimal_pos_and_endpoint(journal: Journal) -> None:
+    pos = (order("A").pos_id,)
+    key = run_key("b" * 64, pos, "http://x", "Mon", None)
+    run_id = plan(journal, [order("A")], sha="b" * 64, key=key)
+    assert journal.find_run(key) == run_id
+    assert (
+        journal.find_run(run_key("b" * 64, (pos[0].upper(),), "http://x/", "Mon", None)) == run_id
+    )
+    for other in (
+        run_key("c" * 64, pos, "http://x", "Mon", None),  # other bytes
+        run_key("b" * 64, ("other-pos",), "http://x", "Mon", None),  # other POS
+        run_key("b" * 64, pos, "https://api.finline.io/api/v1", "Mon", None),  # real vs sandbox
+        run_key("b" * 64, pos, "http://x", "Tue", None),  # another sheet of the workbook
+        run_key("b" * 64, pos, "http://x", "Mon", ","),  # read with another decimal separator
+    ):
+        assert journal.find_run(other) is None
 
 
 def test_sending_is_committed_before_the_request_with_its_deadline(tmp_path: Path) -> None:
@@ -77,7 +88,7 @@ def test_sending_is_committed_before_the_request_with_its_deadline(tmp_path: Pat
     with Journal(path) as j:
         run_id = plan(j, [order("A")])
         attempt = j.mark_sending(run_id, 0, order("A"), timeout=30)
-        assert attempt
+        assert isinstance(attempt, int) and attempt
         # another connection (another process) already sees it: it was committed
         other = sqlite3.connect(path)
         state = other.execute("SELECT state FROM orders").fetchone()[0]
@@ -95,8 +106,51 @@ def test_an_order_another_run_may_have_captured_is_never_sent(journal: Journal) 
     assert states == {"A": State.DUPLICATE, "B": State.PLANNED}
     # and at the moment of sending too, not only at planning
     journal.mark_sending(first, 1, order("B"), timeout=1)
-    assert journal.mark_sending(second, 1, order("B"), timeout=1) is None
+    assert journal.mark_sending(second, 1, order("B"), timeout=1) is State.DUPLICATE
     assert journal.records(second)[1].state is State.DUPLICATE
+
+
+def test_the_same_pos_in_another_case_is_the_same_pos(journal: Journal) -> None:
+    first = plan(journal, [order("A")], sha="1" * 64)
+    journal.mark_sending(first, 0, order("A"), timeout=1)
+    shouted = Order(2, "A", order("A").pos_id.upper(), "UAH", Decimal(100))
+    second = plan(journal, [shouted], sha="2" * 64)
+    assert journal.records(second)[0].state is State.DUPLICATE
+
+
+def test_another_endpoint_is_another_ledger(journal: Journal) -> None:
+    first = plan(journal, [order("A")], sha="1" * 64)
+    journal.mark_sending(first, 0, order("A"), timeout=1)
+    batch = Batch((order("A"),), (), ())
+    real = journal.create_run(
+        batch, input_name="in.csv", input_size=10, input_sha256="2" * 64,
+        base_url="https://api.finline.io/api/v1", rate=10, user="u",
+    )  # fmt: skip
+    assert journal.records(real)[0].state is State.PLANNED  # a sandbox capture is no capture
+
+
+def test_only_a_planned_order_is_marked_sending(journal: Journal) -> None:
+    run_id = plan(journal, [order("A")])
+    assert isinstance(journal.mark_sending(run_id, 0, order("A"), timeout=1), int)
+    # a second process (or a bug) trying to send it again gets the state, not an attempt
+    assert journal.mark_sending(run_id, 0, order("A"), timeout=1) is State.SENDING
+    assert len(journal.attempts(run_id, 0)) == 1
+
+
+def test_a_second_capture_on_the_same_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal(path, exclusive=True):
+        with pytest.raises(JournalError, match="in use"):
+            Journal(path, exclusive=True)
+        Journal(path).close()  # readers (report, runs, verify) are welcome
+    Journal(path, exclusive=True).close()  # released with the first
+
+
+def test_an_unusable_journal_path_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(JournalError, match="cannot be opened"):
+        Journal(blocker / "sub" / "j.sqlite")
 
 
 def test_a_failed_capture_elsewhere_does_not_block(journal: Journal) -> None:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
 from decimal import Decimal
 from typing import Any
 
 from recon.journal import RunInfo
-from recon.reconcile import CodeCount, CurrencyTotal, Outcome, OutcomeTotal, ReconRow, Report
+from recon.reconcile import (
+    CodeCount,
+    Outcome,
+    ReconRow,
+    Report,
+    totals,
+)
 from recon.schema import Rejection
 
 HYPERLINK = '=HYPERLINK("http://x","y")'
@@ -68,32 +73,14 @@ def report_from(
     codes: tuple[CodeCount, ...] = (),
     run: RunInfo = RUN,
 ) -> Report:
-    """A Report whose totals are the Decimal sums of `rows`, as reconcile computes them."""
-    currencies: dict[str, list[ReconRow]] = {}
-    for r in rows:
-        currencies.setdefault(r.currency, []).append(r)
-    totals = []
-    for currency, group in currencies.items():
-        captured = sum((r.captured or Decimal(0) for r in group), Decimal(0))
-        fees = sum((r.fee_amount or Decimal(0) for r in group), Decimal(0))
-        totals.append(
-            CurrencyTotal(
-                currency=currency,
-                orders=len(group),
-                requested=sum((r.requested or Decimal(0) for r in group), Decimal(0)),
-                captured=captured,
-                difference=sum((r.difference or Decimal(0) for r in group), Decimal(0)),
-                fees=fees,
-                net=captured - fees,
-            )
-        )
-    counts = Counter(r.outcome for r in rows)
-    outcomes = tuple(OutcomeTotal(o, counts[o]) for o in Outcome if counts[o])
+    """A Report whose totals are the ones reconcile computes for `rows`."""
+    currency_totals, outcome_totals = totals(rows)
+    outcomes = tuple(o for o in outcome_totals if o.count)
     return Report(
         run=run,
         rows=tuple(rows),
         rejections=rejections,
-        currencies=tuple(totals),
+        currencies=currency_totals,
         outcomes=outcomes,
         codes=codes,
     )
