@@ -27,8 +27,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# Speed and memory targets of the issues; figures go in docs/BENCHMARKS.md.
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_validate.py
+	$(BIN)/python bench/bench_workbook.py
+	$(BIN)/python bench/bench_capture.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

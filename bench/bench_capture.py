@@ -126,14 +126,28 @@ def overhead(n: int = 3000, concurrency: int = 8) -> dict[str, float]:
     }
 
 
-def main(which: list[str]) -> None:
+def main(which: list[str]) -> int:
+    """Prints each figure against its target; exit status 1 when a target is missed."""
+    missed = []
     if "a" in which:
-        print("(a) limit 206/s, --rate 200:", against_server(206, 200, 4000), flush=True)
+        a = against_server(206, 200, 4000)
+        print("(a) limit 206/s, --rate 200:", a, flush=True)
+        if a["per_second"] < 0.97 * 200 or a["throttled_share"] > 0.005:
+            missed.append("a")
     if "b" in which:
-        print("(b) limit 140/s, --rate 200:", against_server(140, 200, 4000), flush=True)
+        b = against_server(140, 200, 4000)
+        print("(b) limit 140/s, --rate 200:", b, flush=True)
+        if b["per_second"] < 0.85 * 140 or b["throttled_share"] > 0.05:
+            missed.append("b")
     if "c" in which:
-        print("(c) in-process overhead:", overhead(), flush=True)
+        c = overhead()
+        print("(c) in-process overhead:", c, flush=True)
+        if c["ratio"] < 0.5:
+            missed.append("c")
+    if missed:
+        print("missed:", ", ".join(missed))
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["a", "b", "c"])
+    sys.exit(main(sys.argv[1:] or ["a", "b", "c"]))

@@ -235,3 +235,59 @@ def test_lookup_list_shape_picks_the_capture() -> None:
     assert reply.operation.method == "capture"
     transport, _ = answering(200, f"[{auth}]")
     assert asyncio.run(go()).kind is ReplyKind.NOT_FOUND
+
+
+def test_the_hold_itself_is_not_a_capture() -> None:
+    auth = FULL_ANSWER.replace('"method": "capture"', '"method": "auth"')
+    transport, _ = answering(200, auth)
+    assert capture(transport).kind is ReplyKind.IN_DOUBT
+
+
+def test_numeric_ids_and_codes_are_tolerated() -> None:
+    numeric = FULL_ANSWER.replace('"status_code": "1000"', '"status_code": 1000').replace(
+        '"order_id": "123"', '"order_id": 123'
+    )
+    transport, _ = answering(200, numeric)
+    reply = capture(transport)
+    assert reply.kind is ReplyKind.OPERATION and reply.operation is not None
+    assert reply.operation.status_code == "1000" and reply.operation.order_id == "123"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        FULL_ANSWER.replace('"amount": 100', '"amount": 1E+30'),
+        FULL_ANSWER.replace('"amount": 100', '"amount": 1e999999999'),
+        "[" * 200_000 + "]" * 200_000,  # under the size cap, deeper than any parser's stack
+    ],
+)
+def test_absurd_answers_are_in_doubt(body: str) -> None:
+    transport, _ = answering(200, body)
+    assert capture(transport).kind is ReplyKind.IN_DOUBT
+
+
+def test_an_answer_that_cannot_be_decoded_is_in_doubt() -> None:
+    transport, _ = answering(200, b"not gzip at all", {"Content-Encoding": "gzip"})
+    reply = capture(transport)
+    assert reply.kind is ReplyKind.IN_DOUBT and "DecodingError" in reply.message
+
+
+def test_a_credential_echoed_by_the_provider_is_masked() -> None:
+    body = '{"message": "bad request: X-API-AUTH: CPAY KEY:SECRET, key ENDPOINTS"}'
+    transport, _ = answering(400, body)
+    reply = capture(transport)
+    for secret in ("KEY:", "SECRET", "ENDPOINTS"):
+        assert secret not in reply.body and secret not in reply.message
+    assert "****" in reply.message
+
+
+def test_lookup_list_prefers_a_successful_capture() -> None:
+    failed = FULL_ANSWER.replace('"status": "success"', '"status": "failure"')
+    transport, _ = answering(200, f"[{FULL_ANSWER}, {failed}]")
+
+    async def go() -> Reply:
+        async with Client(SETTINGS, transport=transport) as client:
+            return await client.lookup_capture(DOC_ORDER)
+
+    reply = asyncio.run(go())
+    assert reply.operation is not None and reply.operation.status == "success"

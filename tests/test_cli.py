@@ -194,3 +194,32 @@ def test_missing_input_is_a_usage_error(workdir: Path) -> None:
     result = CliRunner().invoke(cli, ["capture", "nope.csv", "--sandbox"])
     assert result.exit_code == BAD_INPUT
     assert "does not exist" in result.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_options_must_be_finite_numbers(workdir: Path, value: str) -> None:
+    result = CliRunner().invoke(cli, ["capture", "orders.csv", "--sandbox", "--rate", value])
+    assert result.exit_code == BAD_INPUT
+    assert "--rate" in result.output
+
+
+def test_workbook_that_cannot_be_written_after_capture_says_how_to_get_it(workdir: Path) -> None:
+    (workdir / "blocker").write_text("a file where a folder should be")
+    result = CliRunner().invoke(
+        cli, ["capture", "orders.csv", "--sandbox", "--yes", "--out", "blocker/b.xlsx"]
+    )
+    assert result.exit_code == 3
+    assert "recon report" in result.output and "journal holds every answer" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_sandbox_run_is_never_resumed_as_a_real_one(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invoke("capture", "orders.csv", "--sandbox", "--yes", "--rate", "500")
+    from recon.journal import Journal, run_key
+
+    with Journal(workdir / "reports" / "journal.sqlite") as j:
+        (run,) = j.runs()
+        real = run_key(run.input_sha256, run.pos_ids, "https://api.finline.io/api/v1", None, None)
+        assert j.find_run(real) is None
