@@ -181,7 +181,13 @@ def _plan_table(batch: Batch) -> Table:
 
 
 def _summary_table(report: Report) -> Table:
-    table = Table(title=f"Run {report.run.run_id}", title_justify="left")
+    table = Table(
+        title=f"Run {report.run.run_id}",
+        title_justify="left",
+        caption="Requested and Difference cover rows with an amount; whole-hold captures add to "
+        "Captured only. Rejected rows are left out.",
+        caption_justify="left",
+    )
     for name in ("Currency", "Orders", "Requested", "Captured", "Difference", "Fees", "Net"):
         table.add_column(name, justify="right")
     for c in report.currencies:
@@ -541,12 +547,14 @@ def runs_cmd(journal: Path) -> None:
         "Started (UTC)",
         "Finished",
         "Input",
+        "Endpoint",
         "Rows",
         "Sent",
         "Outcomes",
         "Captured",
     ):
-        table.add_column(name)
+        # ids and times must stay whole: they are what `recon report` and an auditor quote
+        table.add_column(name, no_wrap=name in ("Run", "Started (UTC)", "Finished"))
     with Journal(journal) as jr:
         for run in jr.runs():
             report = build_report(run, jr.records(run.run_id), [])
@@ -557,7 +565,7 @@ def runs_cmd(journal: Path) -> None:
             )
             table.add_row(
                 run.run_id, run.started_at, run.finished_at or "(not finished)", run.input_name,
-                str(run.rows_read), str(run.rows_sent), outcomes, captured,
+                run.base_url, str(run.rows_read), str(run.rows_sent), outcomes, captured,
             )  # fmt: skip
     out.print(table)
 
