@@ -67,7 +67,6 @@ class RawTable:
     sha256: str  # of the file's bytes: identifies the run for resume
     delimiter: str = ""  # CSV only
     encoding: str = ""  # CSV only
-    decimal: str = ""  # decimal separator the amounts use, "" when unknown
     warnings: tuple[str, ...] = field(default_factory=tuple)  # e.g. unknown columns
     # Row-level problems found while reading, as (source row, column, value, problem): validate
     # turns them into Rejections (e.g. a row with more cells than the header).
@@ -327,28 +326,9 @@ def _read_csv(name: str, text: str, encoding: str, size: int, digest: str) -> Ra
         sha256=digest,
         delimiter=delimiter,
         encoding=encoding,
-        decimal=_file_decimal(frame, frozenset()),
         warnings=tuple(warnings),
         issues=tuple(issues),
     )
-
-
-def _file_decimal(frame: pd.DataFrame, numeric: frozenset[int]) -> str:
-    """The decimal separator the file's written amounts agree on (money.infer_decimal's rule).
-
-    Plain `1234.50` amounts vote "." without parsing each one (the fast path for big files);
-    Excel number cells do not vote: their text is ours, not the writer's.
-    """
-    if "charge_amount" not in frame:
-        return ""
-    amounts = frame["charge_amount"]
-    if numeric:
-        amounts = amounts[~amounts.index.isin(list(numeric))]
-    amounts = amounts[amounts.str.contains(r"[.,]", regex=True)]
-    plain = amounts.str.fullmatch(money.PLAIN_AMOUNT) & ~amounts.str.fullmatch(money.AMBIGUOUS_DOT)
-    votes = {"."} if plain.any() else set()
-    votes |= money.decimal_votes(amounts[~plain].tolist())
-    return votes.pop() if len(votes) == 1 else ""
 
 
 # --- Excel ------------------------------------------------------------------------------------
@@ -462,7 +442,6 @@ def _read_xlsx(path: Path, data: bytes, digest: str, sheet: str | None) -> RawTa
         name=name,
         size=len(data),
         sha256=digest,
-        decimal=_file_decimal(frame, numeric),
         warnings=tuple(warnings),
         issues=tuple(issues),
         numeric_amounts=numeric,

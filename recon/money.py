@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
 from decimal import Decimal
 from functools import cache
 
@@ -69,7 +68,7 @@ class AmountError(ValueError):
 
 
 class AmbiguousAmount(AmountError):
-    """`1,234` or `1.234`: thousands or decimal separator; nothing in the file says which."""
+    """`1,234` or `1.234`: thousands or decimal separator; the value alone does not say which."""
 
 
 def _grouped(integer: str, sep: str) -> bool:
@@ -121,13 +120,14 @@ def _explain(text: str) -> str:
     return f"{text!r} is not a number like 1234.50"
 
 
-def parse_amount_with_separator(text: str, decimal: str | None = None) -> tuple[Decimal, str]:
-    """The amount and the decimal separator its writing implies ("" when it implies none).
+def parse_amount(text: str, decimal: str | None = None) -> Decimal:
+    """An amount as a person writes it (`1234.5`, `1 234,50`, `1,234.50`) as a positive Decimal.
 
-    `decimal` ("." or ",") says which separator is the decimal one when the writing alone cannot:
-    `1,234` is 1234 with decimal "." and 1.234 with decimal ",". Without it such a value raises
-    AmbiguousAmount. The implied separator lets a caller learn the file's convention from its
-    unambiguous amounts (see infer_decimal).
+    Each value is read on its own, never by what the other values of the file look like: one
+    separator followed by exactly three digits (`1,234`, `1.234`, `1,000`) could be a thousands
+    group or three decimals, and raises AmbiguousAmount unless `decimal` ("." or ",") says which
+    separator is the decimal one (`1,234` is 1234 with "." and 1.234 with ","). Every other
+    problem raises AmountError with a plain message.
     """
     if decimal not in (None, *DECIMAL_SEPARATORS):
         raise ValueError(f"decimal separator must be '.' or ',', not {decimal!r}")
@@ -137,7 +137,7 @@ def parse_amount_with_separator(text: str, decimal: str | None = None) -> tuple[
     if len(s) > 40:
         raise AmountError(f"{text[:40]!r}... is too long for an amount")
     if _PLAIN.fullmatch(s) and decimal != "," and not _grouped(s, "."):
-        return _positive(Decimal(s), text), ("." if "." in s else "")
+        return _positive(Decimal(s), text)
     if not _ALLOWED.fullmatch(s):
         raise AmountError(_explain(text))
     dots, commas = s.count("."), s.count(",")
@@ -150,15 +150,15 @@ def parse_amount_with_separator(text: str, decimal: str | None = None) -> tuple[
             raise AmountError(f"{text!r} does not use the decimal separator {decimal!r}")
         integer, fraction = s.split(dec)
         digits = _integer_part(integer, other, text)
-        return _finish(digits, fraction, text), dec
+        return _finish(digits, fraction, text)
     if not dots and not commas:
-        return _finish(_integer_part(s, None, text), None, text), ""
+        return _finish(_integer_part(s, None, text), None, text)
     sep = "." if dots else ","
     other = "," if sep == "." else "."
     if s.count(sep) > 1:  # only thousands separators: 1,234,567
         if decimal == sep:
             raise AmountError(f"{text!r} has more than one decimal separator")
-        return _finish(_integer_part(s, sep, text), None, text), other
+        return _finish(_integer_part(s, sep, text), None, text)
     integer, fraction = s.split(sep)
     spaced = any(c in _SPACES for c in integer)
     could_be_thousands = _grouped(s, sep)
@@ -166,15 +166,16 @@ def parse_amount_with_separator(text: str, decimal: str | None = None) -> tuple[
     if could_be_thousands and could_be_decimal and not spaced:
         if decimal is None:
             raise AmbiguousAmount(
-                f"{text!r} could be read with {sep!r} as thousands or as decimal separator; "
-                "write it unambiguously or say which separator is decimal (--decimal)"
+                f"{text!r} could be read with {sep!r} as thousands or as decimal separator "
+                f"({integer}{fraction} or {integer}.{fraction}); write it unambiguously "
+                "or say which separator is decimal with --decimal . or --decimal ,"
             )
         if decimal == other:
-            return _finish(_integer_part(s, sep, text), None, text), other
-        return _finish(_integer_part(integer, None, text), fraction, text), sep
+            return _finish(_integer_part(s, sep, text), None, text)
+        return _finish(_integer_part(integer, None, text), fraction, text)
     if decimal == other:  # the only reading is with `sep` as decimal, but the file says otherwise
         raise AmountError(f"{text!r} does not use the decimal separator {decimal!r}")
-    return _finish(_integer_part(integer, None, text), fraction, text), sep
+    return _finish(_integer_part(integer, None, text), fraction, text)
 
 
 def _finish(digits: str, fraction: str | None, text: str) -> Decimal:
@@ -190,43 +191,6 @@ def _positive(amount: Decimal, text: str) -> Decimal:
     if amount <= 0:
         raise AmountError(f"{text!r} is zero; the amount must be greater than zero")
     return amount
-
-
-def parse_amount(text: str, decimal: str | None = None) -> Decimal:
-    """An amount as a person writes it (`1234.5`, `1 234,50`, `1,234.50`) as a positive Decimal.
-
-    Raises AmountError (AmbiguousAmount for `1,234` without `decimal`) with a plain message.
-    """
-    return parse_amount_with_separator(text, decimal)[0]
-
-
-def decimal_votes(texts: Iterable[str]) -> set[str]:
-    """The decimal separators implied by the amounts that parse on their own (infer_decimal)."""
-    seen: set[str] = set()
-    for text in texts:
-        if "," not in text and "." not in text:
-            continue
-        try:
-            _, sep = parse_amount_with_separator(text)
-        except AmountError:
-            continue
-        if sep:
-            seen.add(sep)
-            if len(seen) > 1:
-                break
-    return seen
-
-
-def infer_decimal(texts: Iterable[str]) -> str:
-    """The decimal separator the unambiguous amounts agree on: ".", "," or "" (none or conflict).
-
-    Rule: every amount that parses on its own votes for the separator its writing implies
-    (`1.5` and `1,234.50` say "."; `1,5` and `1.234,50` say ","; `12` says nothing). If the votes
-    are all for one separator, that is the file's; if they disagree or there are none, "" (and
-    ambiguous amounts stay errors).
-    """
-    votes = decimal_votes(texts)
-    return votes.pop() if len(votes) == 1 else ""
 
 
 def decimals_of(amount: Decimal) -> int:

@@ -7,10 +7,16 @@ distinct text (money.parse_amount); the check on them reads the parse's verdict.
 Choices the design leaves open, made here:
 - `order_currency` is matched after upper-casing (`eur` is EUR); the Order holds the upper case.
 - Values other than `comment` lose surrounding spaces when read (ingest); comments are kept whole.
-- The decimal separator is `decimal` when given, else the one the file's unambiguous amounts agree
-  on (RawTable.decimal, see money.infer_decimal); `1,234` stays an error when neither settles it.
+- Every amount is read on its own: `1,234`, `1.234`, `1,000` (one separator, then exactly three
+  digits) are an error of their row unless `decimal` says which separator is decimal. The file's
+  other amounts never settle it: a file may mix `12,50` with `1,000` meant as a thousand. Excel
+  number cells are never ambiguous (their text is ours, "." decimal).
 - An amount written with more decimals than allowed, all of them trailing zeros (`100.00` JPY), is
-  accepted and held with the allowed decimals (`100`).
+  accepted and held with the allowed decimals (`100`). Such a value is unambiguous by itself
+  (`100.00`, `1 000,000`, `1.0000`), or `decimal` was given: `1.000` with `--decimal .` is one.
+  The three-zero pattern that could hide a thousand (`1,000`, `2.500`) is refused above first.
+- `pos_id` (and the default POS) is held in the canonical lower-case UUID form, so that one POS
+  written in two letter cases is one POS (the journal keys on it).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import csv
 import itertools
 import re
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -283,10 +290,9 @@ def validate(table: RawTable, default_pos_id: str | None, decimal: str | None = 
     currencies = cells["order_currency"].str.upper()
     pos_ids = cells["pos_id"]
     if default_pos_id is not None:
-        pos_ids = pos_ids.where(pos_ids != "", default_pos_id.strip())
-    amounts, amount_problems = _amounts(
-        table, cells["charge_amount"], currencies, decimal or table.decimal or None
-    )
+        pos_ids = pos_ids.where(pos_ids != "", _canonical_uuid(default_pos_id.strip()))
+    pos_ids = _canonical_pos_ids(pos_ids)
+    amounts, amount_problems = _amounts(table, cells["charge_amount"], currencies, decimal)
     work = pd.DataFrame(
         {
             "order_id": cells["order_id"],
@@ -318,6 +324,23 @@ def validate(table: RawTable, default_pos_id: str | None, decimal: str | None = 
         order = Order(row, oid, pos, cur, amount, comment, url, text)
         (rejected if row in bad_rows else orders).append(order)
     return Batch(tuple(orders), tuple(rejected), tuple(rejections))
+
+
+def _canonical_uuid(value: str) -> str:
+    """`123E4567-...` as `123e4567-...`: str(uuid.UUID()), for a value that matches UUID."""
+    return str(uuid.UUID(value))
+
+
+def _canonical_pos_ids(pos_ids: pd.Series[str]) -> pd.Series[str]:
+    """Each pos_id that is a UUID in its canonical form; other values (blank, broken) as written.
+
+    One conversion per distinct value: a file has a handful of POS ids over a million rows.
+    """
+    canonical = {
+        value: _canonical_uuid(value) if UUID.fullmatch(value) else value
+        for value in dict.fromkeys(pos_ids.tolist())
+    }
+    return pd.Series(list(map(canonical.__getitem__, pos_ids.tolist())), pos_ids.index, object)
 
 
 def _failures(

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from recon import money
-from recon.money import AmbiguousAmount, AmountError, infer_decimal, parse_amount
+from recon.money import AmbiguousAmount, AmountError, parse_amount
 
 
 @pytest.mark.parametrize(
@@ -70,10 +70,46 @@ def test_parse_amount_refuses_with_a_plain_reason(text: str, problem: str) -> No
     assert str(caught.value) == problem
 
 
-@pytest.mark.parametrize("text", ["1,234", "1.234", "12,345", "999.000"])
+@pytest.mark.parametrize(
+    "text", ["1,234", "1.234", "12,345", "999.000", "1,000", "1.000", "2.500", "100,000", " 1,000 "]
+)
 def test_one_separator_before_three_digits_is_ambiguous(text: str) -> None:
-    with pytest.raises(AmbiguousAmount, match="could be read .* as thousands or as decimal"):
+    with pytest.raises(AmbiguousAmount) as caught:
         parse_amount(text)
+    message = str(caught.value)
+    assert "could be read with" in message and "as thousands or as decimal separator" in message
+    assert message.endswith("say which separator is decimal with --decimal . or --decimal ,")
+
+
+def test_the_ambiguity_message_shows_both_readings() -> None:
+    with pytest.raises(AmbiguousAmount) as caught:
+        parse_amount("1,000")
+    assert str(caught.value) == (
+        "'1,000' could be read with ',' as thousands or as decimal separator (1000 or 1.000); "
+        "write it unambiguously or say which separator is decimal with --decimal . or --decimal ,"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1 234,50", "1234.50"),
+        ("1,234.50", "1234.50"),
+        ("1.234,50", "1234.50"),
+        ("1234,5", "1234.5"),
+        ("1234.50", "1234.50"),
+        ("1,000.00", "1000.00"),
+        ("1.000,00", "1000.00"),
+        ("1,000,000", "1000000"),
+        ("1.000.000", "1000000"),
+        ("1 000", "1000"),
+        ("12,50", "12.50"),
+        ("1,0000", "1.0000"),
+        ("1234,000", "1234.000"),  # four digits before: cannot be a thousands group
+    ],
+)
+def test_values_unambiguous_by_themselves_need_no_decimal(text: str, expected: str) -> None:
+    assert parse_amount(text) == Decimal(expected)
 
 
 @pytest.mark.parametrize(
@@ -84,6 +120,11 @@ def test_one_separator_before_three_digits_is_ambiguous(text: str) -> None:
         ("1.234", ",", "1234"),
         ("1.234", ".", "1.234"),
         ("1,5", ",", "1.5"),
+        ("1,000", ".", "1000"),
+        ("1,000", ",", "1.000"),
+        ("1.000", ".", "1.000"),  # with --decimal . `1.000` is one
+        ("1.000", ",", "1000"),
+        ("2.500", ",", "2500"),
     ],
 )
 def test_decimal_settles_the_ambiguity(text: str, decimal: str, expected: str) -> None:
@@ -101,21 +142,6 @@ def test_an_amount_against_the_stated_decimal_separator_is_refused(text: str, de
 def test_decimal_must_be_dot_or_comma() -> None:
     with pytest.raises(ValueError, match="must be '.' or ','"):
         parse_amount("1", ";")
-
-
-@pytest.mark.parametrize(
-    ("texts", "expected"),
-    [
-        (["1,234", "5,50"], ","),
-        (["1,234", "2,345.50"], "."),
-        (["1,234", "1,234,567"], "."),  # only thousands commas: the decimal one is "."
-        (["1.5", "1,5"], ""),  # the file disagrees with itself: no inference
-        (["1,234", "12"], ""),  # nothing settles it
-        ([], ""),
-    ],
-)
-def test_infer_decimal_from_the_unambiguous_amounts(texts: list[str], expected: str) -> None:
-    assert infer_decimal(texts) == expected
 
 
 @pytest.mark.parametrize(
@@ -165,3 +191,18 @@ def test_parse_amount_raises_only_amount_error(text: str) -> None:
     except AmountError:
         return
     assert amount > 0 and amount.is_finite()
+
+
+@given(
+    st.integers(min_value=1, max_value=999),
+    st.integers(min_value=0, max_value=999),
+    st.sampled_from([".", ","]),
+)
+def test_every_separator_before_exactly_three_digits_needs_decimal(
+    head: int, tail: int, sep: str
+) -> None:
+    text = f"{head}{sep}{tail:03d}"
+    with pytest.raises(AmbiguousAmount):
+        parse_amount(text)
+    assert parse_amount(text, sep) == Decimal(f"{head}.{tail:03d}")
+    assert parse_amount(text, "," if sep == "." else ".") == Decimal(f"{head}{tail:03d}")

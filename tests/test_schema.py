@@ -74,6 +74,33 @@ def test_no_pos_column_uses_the_default() -> None:
     assert check("no_pos.csv").orders == (Order(2, "N-1", DEFAULT, "EUR", None),)
 
 
+def test_one_pos_in_two_letter_cases_is_one_pos() -> None:
+    # An upper-case POS id once counted as another POS: the journal then let an order be
+    # captured a second time. Every POS id is held in the canonical lower-case UUID form.
+    batch = check("pos_case.csv", default=POS.upper())
+    assert batch.rejections == ()
+    assert [o.pos_id for o in batch.orders] == [POS, POS, POS]
+    assert {o.pos_id for o in check("pos_case.csv").orders} == {POS, DEFAULT}
+
+
+def test_pos_ids_are_canonical_and_broken_ones_kept_as_written() -> None:
+    raw = table(
+        order_id=["A", "B", "C", "D"],
+        order_currency=["EUR"] * 4,
+        pos_id=[POS2.upper(), "9B2F1C3E-0d4a-4E5B-8c6d-7E8F9A0B1C2D", "NOT-A-UUID", ""],
+    )
+    batch = validate(raw, DEFAULT.upper())
+    assert [o.pos_id for o in batch.rows] == [POS2, POS2, "NOT-A-UUID", DEFAULT]
+    assert problems(batch) == [
+        (
+            4,
+            "pos_id",
+            "NOT-A-UUID",
+            "'NOT-A-UUID' is not a UUID (like 123e4567-e89b-12d3-a456-426614174000)",
+        )
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
@@ -83,7 +110,6 @@ def test_no_pos_column_uses_the_default() -> None:
         ("quoted_fields.csv", ["1234.50", "5", "6", "7"]),
         ("amounts_dot.csv", ["1234.5", "1234.50", "1234.50", "1234", "0.5", "1234567", "100"]),
         ("amounts_comma.csv", ["1234.5", "1234.50", "1234.50", "1234.50", "1234.50", "0.99"]),
-        ("ambiguous_settled.csv", ["1234", "2345.50"]),  # 2,345.50 says "." is decimal
         ("excel_numbers.xlsx", ["80.1", "0.3", "1234.5", "1500", "1.234", None]),
     ],
 )
@@ -114,30 +140,115 @@ def test_bad_amounts_each_named() -> None:
         (8, "charge_amount", "0", "'0' is zero; the amount must be greater than zero"),
         (9, "charge_amount", "0.00", "'0.00' is zero; the amount must be greater than zero"),
         (10, "charge_amount", "12 34", "'12 34' has thousands separators in the wrong places"),
-        (11, "charge_amount", "1.2.3", "'1.2.3' has more than one decimal separator"),
-        (12, "charge_amount", "1.005", "'1.005' has 3 decimals; USD allows at most 2 decimals"),
+        (11, "charge_amount", "1.2.3", "'1.2.3' has thousands separators in the wrong places"),
+        (
+            12,
+            "charge_amount",
+            "1234.005",
+            "'1234.005' has 3 decimals; USD allows at most 2 decimals",
+        ),
         (13, "charge_amount", "100.5", "'100.5' has 1 decimal; JPY allows no decimals"),
         (14, "charge_amount", "five", "'five' is not a number like 1234.50"),
     ]
     by_id = {o.order_id: o for o in batch.rejected}
     assert by_id["X-1"].amount is None and by_id["X-1"].amount_text == "1e3"
-    assert by_id["X-11"].amount == Decimal("1.005")  # parsed, refused only for its decimals
+    assert by_id["X-11"].amount == Decimal("1234.005")  # parsed, refused only for its decimals
+
+
+def ambiguous(value: str, sep: str, readings: str) -> str:
+    return (
+        f"{value!r} could be read with {sep!r} as thousands or as decimal separator ({readings}); "
+        "write it unambiguously or say which separator is decimal with --decimal . or --decimal ,"
+    )
 
 
 def test_ambiguous_amount_is_an_error_unless_decimal_is_given() -> None:
     assert problems(check("ambiguous.csv")) == [
-        (
-            2,
-            "charge_amount",
-            "1,234",
-            "'1,234' could be read with ',' as thousands or as decimal separator; "
-            "write it unambiguously or say which separator is decimal (--decimal)",
-        )
+        (2, "charge_amount", "1,234", ambiguous("1,234", ",", "1234 or 1.234"))
     ]
     assert amounts(check("ambiguous.csv", decimal=".")) == [Decimal("1234"), Decimal("15")]
     comma = check("ambiguous.csv", decimal=",")
     assert problems(comma) == [
         (2, "charge_amount", "1,234", "'1,234' has 3 decimals; USD allows at most 2 decimals")
+    ]
+
+
+def test_other_rows_never_settle_an_ambiguous_amount() -> None:
+    # `2,345.50` says "." is decimal, but `1,234` stays ambiguous: each value is read alone.
+    batch = check("ambiguous_settled.csv")
+    assert problems(batch) == [
+        (2, "charge_amount", "1,234", ambiguous("1,234", ",", "1234 or 1.234"))
+    ]
+    assert [o.amount for o in batch.orders] == [Decimal("2345.50")]
+    assert amounts(check("ambiguous_settled.csv", decimal=".")) == [
+        Decimal("1234"),
+        Decimal("2345.50"),
+    ]
+
+
+def test_a_thousand_is_never_read_as_one() -> None:
+    # The review's file: `12,50` once made "," the file's decimal, so `1,000` passed as 1 EUR
+    # (its three zeros dropped before the decimals were counted) and `2.500` as 2500.
+    batch = check("ambiguous_mixed.csv")
+    assert problems(batch) == [
+        (3, "charge_amount", "1,000", ambiguous("1,000", ",", "1000 or 1.000")),
+        (4, "charge_amount", "2.500", ambiguous("2.500", ".", "2500 or 2.500")),
+    ]
+    assert [(o.order_id, o.amount) for o in batch.orders] == [
+        ("AM-1", Decimal("12.50")),
+        ("AM-4", Decimal("1234.50")),
+    ]
+    assert all(o.amount is None for o in batch.rejected)
+
+
+def test_decimal_comma_reads_the_mixed_file_as_the_user_says() -> None:
+    batch = check("ambiguous_mixed.csv", decimal=",")
+    assert batch.rejections == ()
+    # `1,000` with "," decimal is one euro: three trailing zeros, held with EUR's two decimals.
+    assert [str(o.amount) for o in batch.orders] == ["12.50", "1.00", "2500", "1234.50"]
+
+
+def test_decimal_dot_reads_the_mixed_file_as_the_user_says() -> None:
+    batch = check("ambiguous_mixed.csv", decimal=".")
+    assert problems(batch) == [
+        (2, "charge_amount", "12,50", "'12,50' does not use the decimal separator '.'"),
+        (5, "charge_amount", "1.234,50", "'1.234,50' does not use the decimal separator '.'"),
+    ]
+    assert [str(o.amount) for o in batch.orders] == ["1000", "2.50"]
+
+
+@pytest.mark.parametrize(("decimal", "expected"), [(None, None), (".", "1.00"), (",", "1000")])
+def test_one_with_three_zeros_needs_decimal(decimal: str | None, expected: str | None) -> None:
+    batch = validate(
+        table(order_id=["A"], order_currency=["EUR"], charge_amount=["1.000"]), DEFAULT, decimal
+    )
+    if expected is None:
+        assert problems(batch) == [
+            (2, "charge_amount", "1.000", ambiguous("1.000", ".", "1000 or 1.000"))
+        ]
+    else:
+        assert [str(o.amount) for o in batch.orders] == [expected]
+
+
+def test_an_unambiguous_amount_is_read_alike_in_any_file() -> None:
+    texts = ["1 234,50", "1,234.50", "1.234,50", "1234,5", "1234.50", "0,99", "12"]
+    batch = validate(
+        table(
+            order_id=[f"U-{i}" for i in range(len(texts))],
+            order_currency=["EUR"] * len(texts),
+            charge_amount=texts,
+        ),
+        DEFAULT,
+    )
+    assert batch.rejections == ()
+    assert [str(o.amount) for o in batch.orders] == [
+        "1234.50",
+        "1234.50",
+        "1234.50",
+        "1234.5",
+        "1234.50",
+        "0.99",
+        "12",
     ]
 
 

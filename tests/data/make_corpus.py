@@ -109,7 +109,7 @@ def csv_files() -> None:
         "X-8,USD,0.00\n"
         "X-9,USD,12 34\n"
         "X-10,USD,1.2.3\n"
-        "X-11,USD,1.005\n"
+        "X-11,USD,1234.005\n"
         "X-12,JPY,100.5\n"
         "X-13,USD,five\n",
     )
@@ -120,6 +120,15 @@ def csv_files() -> None:
     text(
         "ambiguous_settled.csv",
         "order_id;order_currency;charge_amount\nS-1;USD;1,234\nS-2;USD;2,345.50\n",
+    )
+    # The review's file: `12,50` must not make `1,000` one euro (nor `2.500` two thousand five).
+    text(
+        "ambiguous_mixed.csv",
+        "order_id;order_currency;charge_amount\n"
+        "AM-1;EUR;12,50\n"
+        "AM-2;EUR;1,000\n"
+        "AM-3;EUR;2.500\n"
+        "AM-4;EUR;1.234,50\n",
     )
     # Layout: title rows above the header, blank rows, aliases and unknown columns.
     text(
@@ -167,6 +176,11 @@ def csv_files() -> None:
     )
     text("missing_column.csv", "order_id,amount,comment\nA,1,x\n")
     text("no_pos.csv", "order_id,order_currency\nN-1,EUR\n")
+    # One POS written in two letter cases: the same POS, held once in canonical lower case.
+    text(
+        "pos_case.csv",
+        f"order_id,order_currency,pos_id\nPC-1,EUR,{POS}\nPC-2,EUR,{POS.upper()}\nPC-3,EUR,\n",
+    )
     text("empty.csv", "")
     text("header_only.csv", "order_id,order_currency,charge_amount\n")
     rng = random.Random(7)
