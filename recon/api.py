@@ -208,8 +208,8 @@ def parse_operation(data: Any, order: Order | None = None) -> Operation:
             raise MalformedAnswer(
                 f"answer is in {op.currency!r:.10}, the order in {order.currency}"
             )
-        if op.status == "success" and op.amount is None:
-            raise MalformedAnswer("a successful answer without an amount")
+        if op.status == "success" and (op.amount is None or not op.currency):
+            raise MalformedAnswer("a successful answer without its amount and currency")
         if op.method and op.method != "capture":  # the hold itself (auth) is not a capture
             raise MalformedAnswer(f"answer is a {op.method!r:.20} operation, not a capture")
     return op

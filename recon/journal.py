@@ -225,7 +225,7 @@ class Journal:
         try:
             self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
             if existed:
-                result = self.db.execute("PRAGMA quick_check").fetchone()
+                result = self.db.execute("PRAGMA integrity_check").fetchone()
                 if result is None or result[0] != "ok":
                     raise JournalError(
                         f"journal {path} fails SQLite's integrity check ({result and result[0]}); "

@@ -186,7 +186,9 @@ def totals(rows: Iterable[ReconRow]) -> tuple[tuple[CurrencyTotal, ...], tuple[O
     for currency in sorted({r.currency for r in sendable}):
         mine = [r for r in sendable if r.currency == currency]
         captured = _sum(r.captured for r in mine)
-        fees = _sum(r.fee_amount for r in mine)
+        # a fee charged in another currency would mix currencies in Net: left out here, and
+        # visible on its row (Fee currency)
+        fees = _sum(r.fee_amount for r in mine if r.fee_currency == currency)
         currencies.append(
             CurrencyTotal(
                 currency=currency,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
+from openpyxl.utils.exceptions import InvalidFileException
 
 from recon.errors import InputError
 from recon.journal import Journal
@@ -47,7 +48,7 @@ def sha256_of(path: Path) -> str:
 def _sheets(path: Path) -> dict[str, list[tuple[object, ...]]]:
     try:
         wb = load_workbook(path, read_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
         raise InputError(f"{path} is not a workbook recon can read: {exc}") from exc
     try:
         return {ws.title: [tuple(r) for r in ws.iter_rows(values_only=True)] for ws in wb}

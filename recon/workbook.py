@@ -147,6 +147,7 @@ _REQUESTED_COL = _col(RECONCILIATION_HEADERS, "Requested amount")
 _CAPTURED_COL = _col(RECONCILIATION_HEADERS, "Captured amount")
 _DIFFERENCE_COL = _col(RECONCILIATION_HEADERS, "Difference")
 _FEE_COL = _col(RECONCILIATION_HEADERS, "Fee amount")
+_FEE_CURRENCY_COL = _col(RECONCILIATION_HEADERS, "Fee currency")
 _OUTCOME_COL = _col(RECONCILIATION_HEADERS, "Outcome")
 NOT_REJECTED = "<>" + Outcome.REJECTED.value
 
@@ -635,7 +636,16 @@ def _write_summary(wb: Workbook, report: Report, parts: Sequence[str]) -> None:
                 Amount(total.captured, total.currency),
                 Formula(_ifs("SUMIFS", parts, _DIFFERENCE_COL, by_currency), fmt),
                 Amount(total.difference, total.currency),
-                Formula(_ifs("SUMIFS", parts, _FEE_COL, by_currency), fmt),
+                # a fee charged in another currency does not add to this one's
+                Formula(
+                    _ifs(
+                        "SUMIFS",
+                        parts,
+                        _FEE_COL,
+                        [*by_currency, (_FEE_CURRENCY_COL, total.currency)],
+                    ),
+                    fmt,
+                ),
                 Amount(total.fees, total.currency),
                 Formula(f"={captured_ref}-{fees_ref}", fmt),
                 Amount(total.net, total.currency),

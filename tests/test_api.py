@@ -291,3 +291,8 @@ def test_lookup_list_prefers_a_successful_capture() -> None:
 
     reply = asyncio.run(go())
     assert reply.operation is not None and reply.operation.status == "success"
+
+
+def test_a_success_without_currency_is_in_doubt() -> None:
+    transport, _ = answering(200, FULL_ANSWER.replace('"order_currency": "UAH",', ""))
+    assert capture(transport).kind is ReplyKind.IN_DOUBT

@@ -243,3 +243,16 @@ def test_a_hostile_answer_never_becomes_captured(
     else:
         assert row.outcome is Outcome.UNKNOWN and row.captured is None
         assert "answer not believed" in row.reason
+
+
+def test_a_fee_in_another_currency_is_not_added_to_this_one() -> None:
+    from workbook_fixtures import row
+
+    from recon.reconcile import totals
+
+    rows = [
+        row(2, currency="USD", fee_amount=Decimal("1.00"), fee_currency="USD"),
+        row(3, currency="USD", fee_amount=Decimal("40.00"), fee_currency="UAH"),
+    ]
+    (usd,), _ = totals(rows)
+    assert usd.fees == Decimal("1.00")

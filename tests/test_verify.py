@@ -54,3 +54,9 @@ def test_a_file_that_is_not_a_workbook(book: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["verify", str(fake)])
     assert result.exit_code == BAD_INPUT
     assert "not a workbook" in result.output
+
+
+def test_a_csv_named_on_the_command_line(book: Path) -> None:
+    result = CliRunner().invoke(cli, ["verify", "orders.csv"])
+    assert result.exit_code == BAD_INPUT
+    assert "not a workbook" in result.output and "Traceback" not in result.output
