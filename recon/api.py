@@ -121,6 +121,7 @@ class _Answer:
     status: int
     body: str
     retry_after: str | None
+    location: str = ""
 
 
 class MalformedAnswer(ValueError):
@@ -367,7 +368,12 @@ class Client:
             await response.aclose()
         text = self._scrub(bytes(body).decode("utf-8", "replace"))
         log.debug("answer %s %s", response.status_code, text[:2000])
-        return _Answer(response.status_code, text, response.headers.get("Retry-After"))
+        return _Answer(
+            response.status_code,
+            text,
+            response.headers.get("Retry-After"),
+            self._scrub(response.headers.get("Location", ""))[:200],
+        )
 
     def _classify(self, raw: _Answer, order: Order, *, on_404: ReplyKind, lookup: bool) -> Reply:
         """Turn an HTTP answer into a Reply kind; anything that cannot be believed is IN_DOUBT."""
@@ -406,6 +412,10 @@ class Client:
             )
         if status == 404:
             return Reply(on_404, 404, raw.body, code=code, message=message or "not found")
+        if 300 <= status < 400:  # never followed: a replayed POST could capture elsewhere
+            where = raw.location or "elsewhere"
+            why = f"the provider redirected the request to {where}; captures are never redirected"
+            return Reply(ReplyKind.REFUSED, status, raw.body, message=why)
         if 400 <= status < 500:
             return Reply(ReplyKind.REFUSED, status, raw.body, code=code, message=message)
         return Reply(

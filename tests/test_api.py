@@ -296,3 +296,10 @@ def test_lookup_list_prefers_a_successful_capture() -> None:
 def test_a_success_without_currency_is_in_doubt() -> None:
     transport, _ = answering(200, FULL_ANSWER.replace('"order_currency": "UAH",', ""))
     assert capture(transport).kind is ReplyKind.IN_DOUBT
+
+
+def test_a_redirected_capture_is_not_followed() -> None:
+    transport, seen = answering(307, "", {"Location": "https://elsewhere.example/capture"})
+    reply = capture(transport)
+    assert len(seen) == 1  # not replayed anywhere
+    assert reply.kind is ReplyKind.REFUSED and "elsewhere.example" in reply.message

@@ -87,3 +87,23 @@ def test_validate_never_ends_in_a_traceback(tmp_path: Path, data: bytes) -> None
         result.exception
     )
     assert result.output.strip()  # a message, always
+
+
+BAD_CORPUS = [
+    "amounts_bad.csv", "ambiguous.csv", "ambiguous_settled.csv", "ambiguous_mixed.csv",
+    "duplicates.csv", "invalid_fields.csv", "ragged_row.csv", "missing_column.csv", "empty.csv",
+    "header_only.csv", "garbage.csv", "not_zip.xlsx", "huge_cell.csv", "huge_quoted_cell.csv",
+    "excel_doctype.xlsx", "excel_ratio_bomb.xlsx", "excel_size_bomb.xlsx",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BAD_CORPUS)
+def test_every_bad_corpus_file_is_refused_whole_and_nothing_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    shutil.copy(DATA / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["capture", name, "--sandbox", "--yes"])
+    assert result.exit_code == 2, result.output
+    assert "Error:" in result.output
+    assert not (tmp_path / "reports").exists()  # no journal, no run, no request
