@@ -78,6 +78,7 @@ class RateLimiter:
         min_rate: float | None = None,
         noise: int | None = None,
         keeping_up: float = _KEEPING_UP,
+        warmup: float = _WINDOW,
     ) -> None:
         if not 0 < rate < math.inf:
             raise ValueError(f"rate must be a positive number of requests per second, not {rate}")
@@ -95,12 +96,14 @@ class RateLimiter:
         self._tat = -math.inf  # theoretical arrival time (GCRA): the next free slot
         self._last_granted = -math.inf
         self._starts: deque[float] = deque()  # actual start times within the last _WINDOW
+        self._first_start = math.inf
         self._waiting: deque[_Ticket] = deque()  # in slot order
         self._ceiling = self.rate  # the provider's limit, as measured at the last 429 burst
         self._burst_until = -math.inf
         self._successes: deque[float] = deque()  # answer times within the last _WINDOW
         self._throttles: deque[float] = deque()  # 429 times within the last _WINDOW
         self._keeping_up = keeping_up
+        self._warmup = warmup
         # 429s in one second that make a burst: 1 % of the rate, at least 2 (1 below 10/s).
         self._noise = noise if noise is not None else (1 if rate < 10 else max(2, int(rate / 100)))
 
@@ -132,6 +135,7 @@ class RateLimiter:
                     break
                 ticket.slot = starts[0] + _WINDOW
             self._starts.append(now)
+            self._first_start = min(self._first_start, now)
             self._last_granted = max(self._last_granted, ticket.slot)
         finally:
             self._waiting.remove(ticket)  # the first one but for a hair, or cancelled
@@ -157,15 +161,18 @@ class RateLimiter:
             return
         if now < self._burst_until:
             return  # an echo of the burst already acted upon
-        passed = len(self._recent(now))
-        if passed >= self._keeping_up * self._current:
+        # Less than a second of answers says nothing about the provider's limit (measured: a
+        # cut from the first half-second's 90 answers held 200/s at 80/s for a minute).
+        passed = len(self._recent(now)) if now - self._first_start >= self._warmup else None
+        if passed is not None and passed >= self._keeping_up * self._current:
             # The provider let through all we sent in the last second: these 429s are requests
             # bunched on the way, not a pace above its limit. Cutting here ratchets the rate
             # down burst after burst (measured: 200/s against a limit of 140 drifted to 102/s).
             return
         wait = retry_after if retry_after is not None and retry_after > 0 else 0.0
         self._burst_until = now + wait + _WINDOW
-        self._ceiling = min(self._current, max(passed, self._current / 4))
+        measured = self._current if passed is None else passed
+        self._ceiling = min(self._current, max(measured, self._current / 4))
         self._set_rate(self._ceiling * self._decrease)
 
     def on_success(self) -> None:

@@ -68,6 +68,7 @@ def limiter(vt: VirtualTime, rate: float, **kwargs: Any) -> RateLimiter:
     keeps up is not assumed) unless a test says otherwise."""
     kwargs.setdefault("noise", 1)
     kwargs.setdefault("keeping_up", math.inf)
+    kwargs.setdefault("warmup", 0.0)
     return RateLimiter(rate, clock=vt.clock, sleep=vt.sleep, **kwargs)
 
 
@@ -194,7 +195,7 @@ def test_real_event_loop_smoke() -> None:
 
 def test_real_event_loop_cancelled_waiter_gives_way() -> None:
     async def go() -> list[float]:
-        lim = RateLimiter(100, noise=1)
+        lim = RateLimiter(100, noise=1, warmup=0.0)
         times: list[float] = []
 
         async def one() -> None:
@@ -629,6 +630,19 @@ def test_429s_while_the_provider_keeps_up_are_bunching_not_a_limit() -> None:
         await vt.sleep(1.0)
         lim.on_throttled(None)
         assert lim.current_rate < 100
+
+    vt.spawn(go())
+    vt.run()
+
+
+def test_in_the_first_second_a_burst_cuts_from_the_pace_not_from_a_partial_count() -> None:
+    vt = VirtualTime()
+    lim = RateLimiter(200, clock=vt.clock, sleep=vt.sleep, noise=1)
+
+    async def go() -> None:
+        await steady(vt, lim, 0.4)  # 80 answers so far: not a second's worth
+        lim.on_throttled(None)
+        assert lim.current_rate == pytest.approx(0.9 * 200)
 
     vt.spawn(go())
     vt.run()
