@@ -68,18 +68,7 @@ def settlement_of(reply: Reply) -> Settlement:
             http_status=reply.http_status,
             code=op.status_code,
             message=op.status_description,
-            op_status=op.status,
-            op_code=op.status_code,
-            op_description=op.status_description,
-            op_amount=op.amount,
-            op_currency=op.currency,
-            operation_id=op.operation_id,
-            payment_id=op.payment_id,
-            transaction_id=op.transaction_id,
-            created_at=op.created_at,
-            processing_time=op.processing_time,
-            fee_amount=op.fee_amount,
-            fee_currency=op.fee_currency,
+            operation=op,
         )
     states = {ReplyKind.REFUSED: State.REFUSED, ReplyKind.IN_DOUBT: State.IN_DOUBT}
     return Settlement(

@@ -242,29 +242,7 @@ def validate_cmd(
 def _dry_records(batch: Batch) -> list[OrderRecord]:
     rejected = {o.source_row for o in batch.rejected}
     return [
-        OrderRecord(
-            seq=seq,
-            order=order,
-            state=State.REJECTED if order.source_row in rejected else State.PLANNED,
-            duplicate_of="",
-            http_status=None,
-            code="",
-            message="",
-            op_status="",
-            op_code="",
-            op_description="",
-            op_amount=None,
-            op_currency="",
-            operation_id="",
-            payment_id="",
-            transaction_id="",
-            created_at="",
-            processing_time="",
-            fee_amount=None,
-            fee_currency="",
-            first_sent=None,
-            attempts=0,
-        )  # fmt: skip
+        OrderRecord(seq, order, State.REJECTED if order.source_row in rejected else State.PLANNED)
         for seq, order in enumerate(batch.rows)
     ]
 

@@ -389,7 +389,7 @@ def _cell_text(value: _Cell) -> str:
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if value != value or value in (float("inf"), float("-inf")):  # ok: rejected, not kept
             return ""
         return money.excel_number(value)
     if isinstance(value, int):

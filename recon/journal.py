@@ -32,6 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from recon import __version__
+from recon.api import Operation
 from recon.errors import JournalError
 from recon.schema import Batch, Order, Rejection
 
@@ -124,24 +125,13 @@ class OrderRecord:
     seq: int
     order: Order
     state: State
-    duplicate_of: str
-    http_status: int | None
-    code: str
-    message: str
-    op_status: str
-    op_code: str
-    op_description: str
-    op_amount: Decimal | None
-    op_currency: str
-    operation_id: str
-    payment_id: str
-    transaction_id: str
-    created_at: str
-    processing_time: str
-    fee_amount: Decimal | None
-    fee_currency: str
-    first_sent: float | None
-    attempts: int  # capture requests sent
+    duplicate_of: str = ""
+    http_status: int | None = None
+    code: str = ""  # the provider's code of the answer or refusal
+    message: str = ""  # its description, or why the order is in doubt or unknown
+    operation: Operation | None = None  # the capture as the provider reported it
+    first_sent: float | None = None
+    attempts: int = 0  # capture requests sent
 
 
 @dataclass(frozen=True)
@@ -152,18 +142,7 @@ class Settlement:
     http_status: int | None = None
     code: str = ""
     message: str = ""
-    op_status: str = ""
-    op_code: str = ""
-    op_description: str = ""
-    op_amount: Decimal | None = None
-    op_currency: str = ""
-    operation_id: str = ""
-    payment_id: str = ""
-    transaction_id: str = ""
-    created_at: str = ""
-    processing_time: str = ""
-    fee_amount: Decimal | None = None
-    fee_currency: str = ""
+    operation: Operation | None = None
 
 
 def _dec(value: str | None) -> Decimal | None:
@@ -182,6 +161,17 @@ def run_key(
     resumes as a real one, and another sheet of the same workbook is another run."""
     pos = ",".join(sorted(p.lower() for p in pos_ids))
     return "|".join((sha256, pos, base_url.rstrip("/"), sheet or "", decimal or ""))
+
+
+def _operation_columns(op: Operation | None) -> tuple[object, ...]:
+    """The orders table's op_* columns, in their order, for an operation or none."""
+    if op is None:
+        return ("", "", "", None, "", "", "", "", "", "", None, "")
+    return (
+        op.status, op.status_code, op.status_description, _text(op.amount), op.currency,
+        op.operation_id, op.payment_id, op.transaction_id, op.created_at, op.processing_time,
+        _text(op.fee_amount), op.fee_currency,
+    )  # fmt: skip
 
 
 def new_run_id() -> str:
@@ -417,33 +407,42 @@ class Journal:
         return [
             OrderRecord(
                 seq=r[0],
-                order=Order(
-                    source_row=r[1],
-                    order_id=r[2],
-                    pos_id=r[3],
-                    currency=r[4],
-                    amount=_dec(r[5]),
-                    amount_text=r[6],
-                    comment=r[7],
-                    server_url=r[8],
+                order=(
+                    order := Order(
+                        source_row=r[1],
+                        order_id=r[2],
+                        pos_id=r[3],
+                        currency=r[4],
+                        amount=_dec(r[5]),
+                        amount_text=r[6],
+                        comment=r[7],
+                        server_url=r[8],
+                    )
                 ),
                 state=State(r[9]),
                 duplicate_of=r[10],
                 http_status=r[11],
                 code=r[12],
                 message=r[13],
-                op_status=r[14],
-                op_code=r[15],
-                op_description=r[16],
-                op_amount=_dec(r[17]),
-                op_currency=r[18],
-                operation_id=r[19],
-                payment_id=r[20],
-                transaction_id=r[21],
-                created_at=r[22],
-                processing_time=r[23],
-                fee_amount=_dec(r[24]),
-                fee_currency=r[25],
+                operation=None
+                if not r[14]
+                else Operation(
+                    order_id=order.order_id,
+                    pos_id=order.pos_id,
+                    method="capture",
+                    status=r[14],
+                    status_code=r[15],
+                    status_description=r[16],
+                    amount=_dec(r[17]),
+                    currency=r[18],
+                    operation_id=r[19],
+                    payment_id=r[20],
+                    transaction_id=r[21],
+                    created_at=r[22],
+                    processing_time=r[23],
+                    fee_amount=_dec(r[24]),
+                    fee_currency=r[25],
+                ),
                 first_sent=r[26],
                 attempts=int(attempts.get(r[0], 0)),
             )  # fmt: skip
@@ -532,10 +531,8 @@ class Journal:
         order = None
         if s is not None:
             order = (
-                s.state, s.http_status, s.code, s.message, s.op_status, s.op_code,
-                s.op_description, _text(s.op_amount), s.op_currency, s.operation_id,
-                s.payment_id, s.transaction_id, s.created_at, s.processing_time,
-                _text(s.fee_amount), s.fee_currency, utc_now(), run_id, seq,
+                s.state, s.http_status, s.code, s.message, *_operation_columns(s.operation),
+                utc_now(), run_id, seq,
             )  # fmt: skip
         self._deferred.append((attempt, order))
         if len(self._deferred) >= DEFER_LIMIT:
@@ -555,13 +552,13 @@ class Journal:
             "SELECT MAX(deadline) FROM attempts WHERE run_id=? AND seq=? AND kind='capture'",
             (run_id, seq),
         ).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        return None if row is None or row[0] is None else float(row[0])  # epoch s: ok
 
     def first_sent(self, run_id: str, seq: int) -> float | None:
         row = self.db.execute(
             "SELECT first_sent FROM orders WHERE run_id=? AND seq=?", (run_id, seq)
         ).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        return None if row is None or row[0] is None else float(row[0])  # epoch s: ok
 
     def attempts(self, run_id: str, seq: int) -> list[dict[str, object]]:
         self.flush()

@@ -97,7 +97,7 @@ def _outcome(record: OrderRecord) -> tuple[Outcome, Decimal | None, str]:
     """(outcome, captured amount, reason in plain words) for one journal record."""
     order = record.order
     asked = "the whole hold" if order.amount is None else f"{_fmt(order.amount, order.currency)}"
-    state = record.state
+    state, op = record.state, record.operation
     if state is State.REJECTED:
         return Outcome.REJECTED, ZERO, "not sent: the row is invalid (see Rejected)"
     if state is State.DUPLICATE:
@@ -113,12 +113,12 @@ def _outcome(record: OrderRecord) -> tuple[Outcome, Decimal | None, str]:
         what = record.message or code_meaning(record.code)
         return Outcome.FAILED, ZERO, f"refused (HTTP {record.http_status}){code}: {what}"
     if state is State.PENDING:
-        return Outcome.PENDING, None, f"provider still processing ({record.op_code}) at report time"
-    if state is State.ANSWERED:
-        if record.op_status == "failure":
-            meaning = record.op_description or code_meaning(record.op_code)
-            return Outcome.FAILED, ZERO, f"refused: {record.op_code} {meaning}".strip()
-        captured = record.op_amount if record.op_amount is not None else ZERO
+        return Outcome.PENDING, None, f"provider still processing ({record.code}) at report time"
+    if state is State.ANSWERED and op is not None:
+        if op.status == "failure":
+            meaning = op.status_description or code_meaning(op.status_code)
+            return Outcome.FAILED, ZERO, f"refused: {op.status_code} {meaning}".strip()
+        captured = op.amount if op.amount is not None else ZERO
         got = _fmt(captured, order.currency)
         if order.amount is None or captured == order.amount:
             return Outcome.CAPTURED, captured, ""
@@ -145,7 +145,7 @@ def reconcile_row(record: OrderRecord) -> ReconRow:
     outcome, captured, reason = _outcome(record)
     requested = order.amount
     difference = captured - requested if captured is not None and requested is not None else None
-    answered = record.state in (State.ANSWERED, State.PENDING)
+    op = record.operation if record.state in (State.ANSWERED, State.PENDING) else None
     return ReconRow(
         source_row=order.source_row,
         order_id=order.order_id,
@@ -155,17 +155,17 @@ def reconcile_row(record: OrderRecord) -> ReconRow:
         requested=requested,
         captured=captured,
         difference=difference,
-        fee_amount=record.fee_amount if answered else None,
-        fee_currency=record.fee_currency if answered else "",
-        status=record.op_status,
-        status_code=record.op_code or record.code,
-        status_description=record.op_description or (record.message if record.code else ""),
+        fee_amount=op.fee_amount if op else None,
+        fee_currency=op.fee_currency if op else "",
+        status=op.status if op else "",
+        status_code=op.status_code if op else record.code,
+        status_description=op.status_description if op else record.message if record.code else "",
         outcome=outcome,
-        operation_id=record.operation_id,
-        payment_id=record.payment_id,
-        transaction_id=record.transaction_id,
-        created_at=record.created_at,
-        processing_time=record.processing_time,
+        operation_id=op.operation_id if op else "",
+        payment_id=op.payment_id if op else "",
+        transaction_id=op.transaction_id if op else "",
+        created_at=op.created_at if op else "",
+        processing_time=op.processing_time if op else "",
         attempts=record.attempts,
         comment=order.comment,
         reason=reason,

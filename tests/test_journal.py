@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import order
 
+from recon.api import Operation
 from recon.errors import JournalError
 from recon.journal import Journal, Settlement, State, run_key
 from recon.schema import Batch, Order, Rejection
@@ -157,8 +158,9 @@ def test_a_failed_capture_elsewhere_does_not_block(journal: Journal) -> None:
     first = plan(journal, [order("A")], sha="1" * 64)
     attempt = journal.mark_sending(first, 0, order("A"), timeout=1)
     assert attempt is not None
+    refused = Operation("A", "", "capture", "failure", "4139", "", None, "UAH")
     journal.settle(
-        first, 0, attempt, Settlement(State.ANSWERED, 200, op_status="failure"),
+        first, 0, attempt, Settlement(State.ANSWERED, 200, operation=refused),
         reply="operation", http_status=200, body="{}", message="",
     )  # fmt: skip
     second = plan(journal, [order("A")], sha="2" * 64)

@@ -168,6 +168,6 @@ def _fault(name: str, seconds_text: str, item: str) -> Fault:
 def _number(text: str, item: str) -> float:
     # Fractions and seconds are timing knobs, not money: float is right here.
     try:
-        return float(text)
+        return float(text)  # ok: seconds or a fraction, never money
     except ValueError:
         raise FaultSpecError(f"{item!r}: {text!r} is not a number") from None
