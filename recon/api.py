@@ -35,6 +35,7 @@ from recon.settings import Settings
 log = logging.getLogger("recon.api")
 
 MAX_AMOUNT_DIGITS = 15  # integer digits of any real amount; 1E+30 is a broken or hostile answer
+MAX_ID_DIGITS = 40  # a numeric id or code longer than this is not one
 MAX_ANSWER_BYTES = 1_000_000  # a capture answer is < 1 kB; anything huge is hostile or broken
 STATUSES = ("init", "pending", "success", "failure")
 FINAL_STATUSES = ("success", "failure")
@@ -135,6 +136,8 @@ def _text(data: Mapping[str, Any], key: str, *, required: bool = False) -> str:
             raise MalformedAnswer(f"answer has no {key!r}")
         return ""
     if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        if value.adjusted() > MAX_ID_DIGITS:  # int() of 1e1000000 takes the CPU for seconds
+            raise MalformedAnswer(f"answer's {key!r} is an absurd number")
         return str(int(value))  # `"status_code": 1000` or `"order_id": 123`: tolerated
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise MalformedAnswer(f"answer's {key!r} is not text: {value!r:.60}")
@@ -199,6 +202,8 @@ def parse_operation(data: Any, order: Order | None = None) -> Operation:
         comment=_text(data, "comment"),
     )
     if order is not None:
+        if not op.pos_id or not op.currency:
+            raise MalformedAnswer("answer does not name its POS and currency")
         if op.order_id != order.order_id:
             raise MalformedAnswer(
                 f"answer is for order {op.order_id!r:.40}, not {order.order_id!r}"
@@ -211,7 +216,7 @@ def parse_operation(data: Any, order: Order | None = None) -> Operation:
             )
         if op.status == "success" and (op.amount is None or not op.currency):
             raise MalformedAnswer("a successful answer without its amount and currency")
-        if op.method and op.method != "capture":  # the hold itself (auth) is not a capture
+        if op.method and op.method.lower() != "capture":  # the hold (auth) is not a capture
             raise MalformedAnswer(f"answer is a {op.method!r:.20} operation, not a capture")
     return op
 
@@ -377,6 +382,14 @@ class Client:
 
     def _classify(self, raw: _Answer, order: Order, *, on_404: ReplyKind, lookup: bool) -> Reply:
         """Turn an HTTP answer into a Reply kind; anything that cannot be believed is IN_DOUBT."""
+        try:
+            return self._judge(raw, order, on_404=on_404, lookup=lookup)
+        # whatever a hostile answer trips, it is no answer to believe
+        except Exception as exc:  # noqa: BLE001
+            why = f"answer could not be read ({type(exc).__name__})"
+            return Reply(ReplyKind.IN_DOUBT, raw.status, raw.body, message=why)
+
+    def _judge(self, raw: _Answer, order: Order, *, on_404: ReplyKind, lookup: bool) -> Reply:
         status = raw.status
         data: Any = None
         try:
@@ -385,7 +398,14 @@ class Client:
             data = None
         if status == 200:
             if lookup and isinstance(data, list):  # the full look-up shape: pick the capture
-                captures = [d for d in data if isinstance(d, dict) and d.get("method") == "capture"]
+                methods = [
+                    str(d.get("method", "")).lower() if isinstance(d, dict) else "" for d in data
+                ]
+                if any(m not in ("auth", "capture") for m in methods):
+                    # an entry that does not say what it is might be the capture
+                    why = "look-up lists an operation that is neither the auth nor a capture"
+                    return Reply(ReplyKind.IN_DOUBT, 200, raw.body, message=why)
+                captures = [d for d, m in zip(data, methods, strict=True) if m == "capture"]
                 if not captures:
                     return Reply(ReplyKind.NOT_FOUND, 200, raw.body, message="no capture on record")
                 # A success outranks a pending one, which outranks a refusal: a failed attempt
@@ -411,11 +431,16 @@ class Client:
                 retry_after=raw.retry_after,
             )
         if status == 404:
+            if lookup and not isinstance(data, dict):
+                # a router's or proxy's 404 page is not the provider saying "no such capture"
+                why = "look-up answered 404 without the provider's error body"
+                return Reply(ReplyKind.IN_DOUBT, 404, raw.body, message=why)
             return Reply(on_404, 404, raw.body, code=code, message=message or "not found")
-        if 300 <= status < 400:  # never followed: a replayed POST could capture elsewhere
+        if 300 <= status < 400:  # never followed (a replayed POST could capture elsewhere), and
+            # a 303 after a POST usually means it was processed: look it up
             where = raw.location or "elsewhere"
-            why = f"the provider redirected the request to {where}; captures are never redirected"
-            return Reply(ReplyKind.REFUSED, status, raw.body, message=why)
+            why = f"redirected to {where}, not followed; the capture may have happened"
+            return Reply(ReplyKind.IN_DOUBT, status, raw.body, message=why)
         if 400 <= status < 500:
             return Reply(ReplyKind.REFUSED, status, raw.body, code=code, message=message)
         return Reply(

@@ -47,6 +47,7 @@ class BatchOptions:
     max_lookups: int = 8  # failed look-ups before an order is left `unknown`
     max_resends: int = 3  # sends of one order after look-ups proved the earlier ones absent
     max_unreachable: int = 6  # connection failures in a row before the batch stops
+    max_throttled: int = 50  # 429s for one order before the batch stops
     backoff: float = 0.5  # first delay between look-ups of a pending or doubtful capture
 
 
@@ -152,6 +153,7 @@ class Runner:
         self._answered = False  # the first HTTP answer proves the credentials work
         self._lookups: dict[int, int] = {}
         self._doubts: dict[int, str] = {}  # why an order's answer was not believed
+        self._throttled: dict[int, int] = {}
         self._resends: dict[int, int] = {}
         self._unreachable = 0
 
@@ -251,6 +253,11 @@ class Runner:
         attempt = self.journal.start_lookup(self.run_id, seq, self.options.timeout)
         reply = await self.client.lookup_capture(order)
         step = Step.POLL if pending else Step.RESOLVE
+        if reply.kind in (ReplyKind.UNAUTHORIZED, ReplyKind.THROTTLED, ReplyKind.NOT_SENT):
+            self._record(seq, attempt, reply, None)
+            self._not_processed(seq, reply, step)
+            return
+        self._heard()
         if reply.kind is ReplyKind.OPERATION:
             settlement = settlement_of(reply)
             self._record(seq, attempt, reply, settlement)
@@ -263,7 +270,9 @@ class Runner:
                     Step.POLL, seq, backoff(self._count(self._lookups, seq), self.options.backoff)
                 )
             return
-        if reply.kind is ReplyKind.NOT_FOUND:
+        # "No capture" proves nothing for an order the provider has already reported an
+        # operation for (pending, say): only a look-up that finds it, or a person, settles it.
+        if reply.kind is ReplyKind.NOT_FOUND and not pending and not self._had_operation(seq):
             deadline = self.journal.last_deadline(self.run_id, seq) or 0.0
             proof_from = deadline + self.options.grace
             if (
@@ -282,12 +291,19 @@ class Runner:
                 self.agenda.put(step, seq, proof_from - sent_at)
             return
         self._record(seq, attempt, reply, None)
-        if self._not_processed(seq, reply, step):
-            return
         if self._count(self._lookups, seq) >= self.options.max_lookups:
             self._give_up(seq, attempt, reply, f"look-ups failed: {reply.message or reply.kind}")
         else:
             self.agenda.put(step, seq, backoff(self._lookups[seq], self.options.backoff))
+
+    def _had_operation(self, seq: int) -> bool:
+        return self.journal.had_operation(self.run_id, seq)
+
+    def _heard(self) -> None:
+        """An answer that was not 401, 429 or a failure to connect: the provider is there."""
+        self._answered = True
+        self._unreachable = 0
+        self.limiter.on_success()
 
     def _not_processed(self, seq: int, reply: Reply, step: Step) -> bool:
         """Handle the answers that mean "nothing happened": 401, 429, not sent. True if handled."""
@@ -303,7 +319,14 @@ class Runner:
             self._answered = True
             retry_after = parse_retry_after(reply.retry_after)
             self.limiter.on_throttled(retry_after)
-            self.agenda.put(step, seq, retry_after or 0.0)  # refused, not processed: send again
+            throttled = self._count(self._throttled, seq)
+            if throttled > self.options.max_throttled:
+                self.stop(
+                    StoppedEarly(f"the provider refused one order {throttled} times with 429")
+                )
+            else:  # refused, not processed: send again after its Retry-After, or back off
+                wait = retry_after if retry_after is not None else backoff(throttled, 0.5)
+                self.agenda.put(step, seq, wait)
             return True
         if reply.kind is ReplyKind.NOT_SENT:
             self._unreachable += 1
@@ -312,9 +335,7 @@ class Runner:
             else:
                 self.agenda.put(step, seq, backoff(self._unreachable, self.options.backoff))
             return True
-        self._answered = True
-        self._unreachable = 0
-        self.limiter.on_success()
+        self._heard()
         return False
 
     def _record(self, seq: int, attempt: int, reply: Reply, settlement: Settlement | None) -> None:

@@ -252,10 +252,11 @@ class Journal:
         try:
             self._write_deferred()
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
         self._deferred.clear()
 
     def flush(self) -> None:
@@ -553,6 +554,15 @@ class Journal:
             (run_id, seq),
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])  # epoch s: ok
+
+    def had_operation(self, run_id: str, seq: int) -> bool:
+        """Whether any answer for this order was an operation (the provider knows of it)."""
+        self.flush()
+        row = self.db.execute(
+            "SELECT 1 FROM attempts WHERE run_id=? AND seq=? AND reply='operation' LIMIT 1",
+            (run_id, seq),
+        ).fetchone()
+        return row is not None
 
     def first_sent(self, run_id: str, seq: int) -> float | None:
         row = self.db.execute(

@@ -302,4 +302,54 @@ def test_a_redirected_capture_is_not_followed() -> None:
     transport, seen = answering(307, "", {"Location": "https://elsewhere.example/capture"})
     reply = capture(transport)
     assert len(seen) == 1  # not replayed anywhere
-    assert reply.kind is ReplyKind.REFUSED and "elsewhere.example" in reply.message
+    # a 303 after a POST usually means it was processed: in doubt, settled by a look-up
+    assert reply.kind is ReplyKind.IN_DOUBT and "elsewhere.example" in reply.message
+
+
+@pytest.mark.parametrize(
+    "change",
+    [('"order_id": "123"', '"order_id": 1e5000'), ('"status_code": "1000"', '"status_code": 1e99')],
+)
+def test_absurd_numbers_in_text_fields_are_in_doubt_quickly(change: tuple[str, str]) -> None:
+    import time
+
+    transport, _ = answering(200, FULL_ANSWER.replace(*change))
+    started = time.monotonic()
+    assert capture(transport).kind is ReplyKind.IN_DOUBT
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    "field", ['"pos_id": "dc728de1-51ef-4ef1-80f7-3b44b07b5667",', '"order_currency": "UAH",']
+)
+@pytest.mark.parametrize("status", ["success", "failure", "pending"])
+def test_an_answer_that_does_not_name_its_pos_and_currency_is_in_doubt(
+    field: str, status: str
+) -> None:
+    body = FULL_ANSWER.replace(field, "").replace('"status": "success"', f'"status": "{status}"')
+    transport, _ = answering(200, body)
+    assert capture(transport).kind is ReplyKind.IN_DOUBT
+
+
+def lookup(transport: httpx.AsyncBaseTransport) -> Reply:
+    async def go() -> Reply:
+        async with Client(SETTINGS, transport=transport) as client:
+            return await client.lookup_capture(DOC_ORDER)
+
+    return asyncio.run(go())
+
+
+def test_a_listed_operation_that_does_not_say_what_it_is_is_in_doubt() -> None:
+    anonymous = FULL_ANSWER.replace('"method": "capture",', "")
+    transport, _ = answering(200, f"[{anonymous}]")
+    assert lookup(transport).kind is ReplyKind.IN_DOUBT
+    shouting = FULL_ANSWER.replace('"method": "capture"', '"method": "CAPTURE"')
+    transport, _ = answering(200, f"[{shouting}]")
+    assert lookup(transport).kind is ReplyKind.OPERATION
+
+
+def test_a_404_page_that_is_not_the_providers_is_no_proof() -> None:
+    transport, _ = answering(404, "<html>Not Found</html>")
+    assert lookup(transport).kind is ReplyKind.IN_DOUBT
+    transport, _ = answering(404, '{"message": "Payment not found", "args": {"code": "S-404"}}')
+    assert lookup(transport).kind is ReplyKind.NOT_FOUND

@@ -81,7 +81,11 @@ def test_a_capture_in_doubt_is_sent_again_only_after_its_deadline(journal: Journ
 
 def test_lookups_failing_leave_the_order_unknown(journal: Journal) -> None:
     batch = orders(2)
-    box = sandbox(holds_for(batch), faults="order:ORD-00001=error500_after_commit,lookup503=1")
+    box = sandbox(
+        holds_for(batch),
+        faults="order:ORD-00001=error500_after_commit,lookup503=1",
+        refuse_repeat=False,  # so that a second capture, if sent, would show in the ledger
+    )
     run_id, _ = run_orders(journal, batch, box)
     result = outcomes(journal, run_id)
     assert result["ORD-00001"] is Outcome.UNKNOWN
@@ -256,3 +260,51 @@ def test_a_fee_in_another_currency_is_not_added_to_this_one() -> None:
     ]
     (usd,), _ = totals(rows)
     assert usd.fees == Decimal("1.00")
+
+
+def test_a_pending_capture_whose_look_ups_find_nothing_is_never_sent_again(
+    journal: Journal,
+) -> None:
+    """The provider said "pending"; a later 404 on the look-up is no proof it did nothing."""
+    import json
+
+    import httpx
+    from conftest import POS
+
+    pending = {
+        "order_id": "ORD-00000", "pos_id": POS, "method": "capture", "status": "pending",
+        "status_code": "2119", "amount": 100, "currency": "UAH", "operation_id": "op-9",
+    }  # fmt: skip
+    posts: list[httpx.Request] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posts.append(request)
+            return httpx.Response(200, content=json.dumps(pending))
+        return httpx.Response(404, content=b'{"message": "not found"}')
+
+    box = sandbox([])
+    box.transport = httpx.MockTransport(provider)
+    run_id, _ = run_orders(journal, orders(1), box)
+    assert len(posts) == 1
+    (row,) = build_report(journal.run_info(run_id), journal.records(run_id), []).rows
+    assert row.outcome in (Outcome.UNKNOWN, Outcome.PENDING)
+    # and a resume of the run does not send it either
+    run_orders(journal, orders(1), box, run_id=run_id)
+    assert len(posts) == 1
+
+
+def test_429_without_retry_after_backs_off_and_gives_up_in_the_end(journal: Journal) -> None:
+    import httpx
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, content=b'{"message": "slow down"}')
+
+    box = sandbox([])
+    box.transport = httpx.MockTransport(provider)
+    options = BatchOptions(concurrency=1, timeout=0.5, backoff=0.01, max_throttled=3)
+    run_id, result = run_orders(journal, orders(1), box, options=options)
+    assert isinstance(result, StoppedEarly) and "429" in str(result)
+    attempts = journal.attempts(run_id, 0)
+    assert len(attempts) == 4  # the first and three retries, each after a back-off
+    assert journal.records(run_id)[0].state is State.PLANNED  # never processed: resumable

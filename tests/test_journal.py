@@ -157,7 +157,7 @@ def test_an_unusable_journal_path_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_failed_capture_elsewhere_does_not_block(journal: Journal) -> None:
     first = plan(journal, [order("A")], sha="1" * 64)
     attempt = journal.mark_sending(first, 0, order("A"), timeout=1)
-    assert attempt is not None
+    assert isinstance(attempt, int)
     refused = Operation("A", "", "capture", "failure", "4139", "", None, "UAH")
     journal.settle(
         first, 0, attempt, Settlement(State.ANSWERED, 200, operation=refused),
