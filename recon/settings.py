@@ -55,7 +55,7 @@ class Settings:
             api_secret=Secret(env.get("FINLINE_API_SECRET", "")),
             endpoints_key=Secret(env.get("FINLINE_ENDPOINTS_KEY", "")),
             pos_id=env.get("FINLINE_POS_ID") or None,
-            base_url=(env.get("FINLINE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+            base_url=normalise_url(env.get("FINLINE_BASE_URL") or DEFAULT_BASE_URL),
         )
 
     def secrets(self) -> tuple[str, ...]:
@@ -85,6 +85,22 @@ class Settings:
             "FINLINE_POS_ID": self.pos_id or "",
             "FINLINE_BASE_URL": self.base_url,
         }
+
+
+def normalise_url(url: str) -> str:
+    """One spelling per endpoint: the journal tells ledgers apart by this string, and
+    `https://API.finline.io:443/api/v1/` is the same ledger as `https://api.finline.io/api/v1`."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    default = {"https": 443, "http": 80}.get(parts.scheme.lower())
+    try:
+        port = parts.port
+    except ValueError:
+        return url.strip().rstrip("/")  # not a URL we can read: check_base_url will say so
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}"
 
 
 def is_loopback(host: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,9 +20,16 @@ from recon.sandbox.process import SandboxServer
 ORDERS = 500
 # 10 % of capture requests meet a fault; `slow` commits after the client's 1 s timeout.
 FAULTS = (
-    "drop_after_commit=0.02,error500_after_commit=0.02,error503_before=0.02,"
-    "slow=0.02:1.5,not_json=0.01,rate429=0.01:1"
+    "drop_after_commit=0.02,error500_after_commit=0.02,error503_before=0.01,"
+    "slow=0.02:1.5,not_json=0.01,rate429=0.01:1,pending=0.01:2"
 )
+
+
+def attempts_so_far(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    with sqlite3.connect(journal) as db:
+        return int(db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])
 
 
 def write_orders(path: Path) -> None:
@@ -46,7 +54,7 @@ def test_kill_9_at_random_moments_never_captures_twice(tmp_path: Path) -> None:
     ]  # fmt: skip
     args = ["--orders", str(orders), "--faults", FAULTS, "--allow-repeat", "--seed", "7"]
     with SandboxServer(*args, log=tmp_path / "server.log") as server:
-        kills = 0
+        kills, landed, seen = 0, 0, 0
         for _ in range(5):
             proc = subprocess.Popen(
                 command, env=server.env(), cwd=tmp_path,
@@ -58,7 +66,11 @@ def test_kill_9_at_random_moments_never_captures_twice(tmp_path: Path) -> None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
             proc.wait()
+            now = attempts_so_far(journal)
+            landed += now > seen  # this run had sent requests when it was killed
+            seen = now
         assert kills == 5, "the batch finished before it could be killed 5 times"
+        assert landed >= 4, "most kills must land while requests are going out"
         for _ in range(5):
             done = subprocess.run(
                 command, env=server.env(), cwd=tmp_path, capture_output=True, timeout=300

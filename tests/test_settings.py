@@ -72,3 +72,19 @@ def test_base_url_must_be_https_except_on_loopback(url: str, ok: bool) -> None:
     else:
         with pytest.raises(UsageError, match="https"):
             check_base_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.finline.io/api/v1",
+        "https://API.finline.io/api/v1/",
+        "HTTPS://api.finline.io:443/api/v1",
+        " https://api.finline.io/api/v1 ",
+    ],
+)
+def test_one_endpoint_has_one_spelling(url: str) -> None:
+    assert Settings.from_env({"FINLINE_BASE_URL": url}).base_url == "https://api.finline.io/api/v1"
+    assert Settings.from_env({"FINLINE_BASE_URL": "http://127.0.0.1:8765/api/v1"}).base_url == (
+        "http://127.0.0.1:8765/api/v1"
+    )
