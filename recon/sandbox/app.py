@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import math
 import threading
@@ -38,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 
 from recon.sandbox.faults import Fault, FaultPlan
 from recon.sandbox.ledger import Answer, Ledger, error_body, to_json
+from recon.settings import is_loopback
 
 API_PREFIX = "/api/v1"
 STATS_PATH = "/_sandbox/stats"  # counts for tests and benchmarks; outside the API, no credentials
@@ -315,16 +315,6 @@ def _lookup_path(request: Request) -> tuple[str, str, bool] | None:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine only (`localhost`, 127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def make_server(
