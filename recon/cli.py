@@ -280,6 +280,60 @@ def _run_async(runner_holder: list[Runner], coro: Any) -> Counts:
     return asyncio.run(main())
 
 
+def batch_options(func: F) -> F:
+    """Options of every command that sends: pace, patience, and when a doubt is settled."""
+    for option in reversed(_BATCH_OPTIONS):
+        func = option(func)
+    return func
+
+
+_BATCH_OPTIONS = [
+    click.option(
+        "--rate",
+        type=Finite(min=0.1),
+        default=10.0,
+        show_default=True,
+        help="Requests per second, look-ups included.",
+    ),
+    click.option(
+        "--concurrency",
+        type=click.IntRange(min=1, max=256),
+        default=8,
+        show_default=True,
+        help="Requests in flight at once.",
+    ),
+    click.option(
+        "--timeout",
+        type=Finite(min=0.1, max=3600),
+        default=30.0,
+        show_default=True,
+        help="Seconds to wait for one answer.",
+    ),
+    click.option(
+        "--settle-timeout",
+        type=Finite(min=0, max=86400),
+        default=120.0,
+        show_default=True,
+        help="Seconds a pending capture is looked up again before it is reported pending.",
+    ),
+    click.option(
+        "--grace",
+        type=Finite(min=0, max=3600),
+        help="Seconds after a lost request's deadline before a look-up that finds no capture is "
+        "believed and the order may be sent again [default: the --timeout, at least 5].",
+    ),
+]
+
+
+def _options(
+    concurrency: int, timeout: float, settle_timeout: float, grace: float | None
+) -> BatchOptions:
+    return BatchOptions(
+        concurrency=concurrency, timeout=timeout, settle_timeout=settle_timeout,
+        grace=grace if grace is not None else max(5.0, timeout),
+    )  # fmt: skip
+
+
 @cli.command("capture")
 @click.argument(
     "input_file", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -291,40 +345,7 @@ def _run_async(runner_holder: list[Runner], coro: Any) -> Counts:
     help="Workbook to write [default: reports/<input>-<run id>.xlsx].",
 )
 @journal_option
-@click.option(
-    "--rate",
-    type=Finite(min=0.1),
-    default=10.0,
-    show_default=True,
-    help="Requests per second, look-ups included.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1, max=256),
-    default=8,
-    show_default=True,
-    help="Requests in flight at once.",
-)
-@click.option(
-    "--timeout",
-    type=Finite(min=0.1, max=3600),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for one answer.",
-)
-@click.option(
-    "--settle-timeout",
-    type=Finite(min=0, max=86400),
-    default=120.0,
-    show_default=True,
-    help="Seconds a pending capture is looked up again before it is reported pending.",
-)
-@click.option(
-    "--grace",
-    type=Finite(min=0, max=3600),
-    help="Seconds after a lost request's deadline before a look-up that finds no capture is "
-    "believed and the order may be sent again [default: the --timeout, at least 5].",
-)
+@batch_options
 @input_options
 @click.option(
     "--skip-invalid",
@@ -409,26 +430,37 @@ def capture_cmd(
             err.print(f"run {run_id} started (journal {journal})")
         else:
             err.print(f"resuming run {run_id} of this input: {to_send} order(s) to settle")
-        options = BatchOptions(
-            concurrency=concurrency, timeout=timeout, settle_timeout=settle_timeout,
-            grace=grace if grace is not None else max(5.0, timeout),
-        )  # fmt: skip
-        stopped: StoppedEarly | None = None
-        runners: list[Runner] = []
-        try:
-            _capture(jr, run_id, settings, transport, rate, options, runners)
-        except StoppedEarly as exc:
-            stopped = exc
-        else:
-            jr.finish_run(run_id)
-        report = build_report(jr.run_info(run_id), jr.records(run_id), jr.rejections(run_id))
-        try:
-            path = _write(report, out_file, input_file.stem, jr)
-        except OSError as exc:
-            raise StoppedEarly(
-                f"the batch ran, but the workbook could not be written ({exc}); the journal "
-                f"holds every answer: recon report {run_id} --journal {journal} --out FILE"
-            ) from exc
+        options = _options(concurrency, timeout, settle_timeout, grace)
+        _drive(jr, run_id, settings, transport, rate, options, out_file, input_file.stem)
+
+
+def _drive(
+    jr: Journal,
+    run_id: str,
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+    rate: float,
+    options: BatchOptions,
+    out_file: Path | None,
+    stem: str,
+) -> None:
+    """Run the batch, write the workbook, print the summary, exit with the contract's code."""
+    stopped: StoppedEarly | None = None
+    runners: list[Runner] = []
+    try:
+        _capture(jr, run_id, settings, transport, rate, options, runners)
+    except StoppedEarly as exc:
+        stopped = exc
+    else:
+        jr.finish_run(run_id)
+    report = build_report(jr.run_info(run_id), jr.records(run_id), jr.rejections(run_id))
+    try:
+        path = _write(report, out_file, stem, jr)
+    except OSError as exc:
+        raise StoppedEarly(
+            f"the batch ran, but the workbook could not be written ({exc}); the journal "
+            f"holds every answer: recon report {run_id} --journal {jr.path} --out FILE"
+        ) from exc
     out.print(_summary_table(report))
     out.print(_outcome_table(report))
     out.print(f"workbook: {path}")
@@ -438,6 +470,51 @@ def capture_cmd(
     if code != OK:
         err.print("finished with exceptions: see the Exceptions sheet")
     sys.exit(code)
+
+
+@cli.command("resume")
+@click.argument("run_id")
+@journal_option
+@batch_options
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Workbook to write [default: reports/<input>-<run id>.xlsx].",
+)
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do not ask before moving money (required without a terminal).",
+)
+def resume_cmd(
+    run_id: str, journal: Path, rate: float, concurrency: int, timeout: float,
+    settle_timeout: float, grace: float | None, out_file: Path | None, yes: bool,
+) -> None:  # fmt: skip
+    """Finish RUN_ID from the journal alone, without its input file.
+
+    For a run whose file has since changed (so `capture` would start a new run): its planned
+    orders are sent, its lost answers looked up. It runs against FINLINE_BASE_URL, which must be
+    the endpoint the run was made against.
+    """
+    settings = _settings()
+    settings.require_credentials()
+    if not journal.exists():
+        raise UsageError(f"no journal at {journal}")
+    with Journal(journal, exclusive=True) as jr:
+        run = jr.run_info(run_id)
+        if run.base_url != settings.base_url:
+            raise UsageError(
+                f"run {run_id} was made against {run.base_url}, not {settings.base_url}: "
+                "set FINLINE_BASE_URL to its endpoint"
+            )
+        to_send = jr.unsettled(run_id)
+        if to_send and not yes:
+            _confirm(to_send, settings.base_url)
+        err.print(f"resuming run {run_id}: {to_send} order(s) to settle")
+        options = _options(concurrency, timeout, settle_timeout, grace)
+        _drive(jr, run_id, settings, None, rate, options, out_file, Path(run.input_name).stem)
 
 
 def _confirm(orders: int, base_url: str) -> None:

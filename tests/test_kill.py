@@ -122,3 +122,46 @@ def test_ctrl_c_finishes_in_flight_writes_the_workbook_and_resumes(tmp_path: Pat
         assert b"resuming run" in done.stderr
         captures = server.stats()["captures"]
     assert set(captures.values()) == {1}
+
+
+@pytest.mark.slow
+def test_resume_finishes_a_run_whose_input_file_has_changed(tmp_path: Path) -> None:
+    orders = tmp_path / "orders.csv"
+    write_orders(orders)
+    journal = tmp_path / "journal.sqlite"
+    command = [
+        sys.executable, "-m", "recon", "capture", str(orders), "--yes", "--journal", str(journal),
+        "--rate", "60", "--out", str(tmp_path / "first.xlsx"),
+    ]  # fmt: skip
+    args = ["--orders", str(orders), "--latency-ms", "200", "--allow-repeat"]
+    with SandboxServer(*args) as server:
+        proc = subprocess.Popen(
+            command, env=server.env(), cwd=tmp_path,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 3
+        with orders.open("a", encoding="utf-8") as f:
+            f.write(f"LATE-1,UAH,5.00,{SANDBOX_POS_ID}\n")  # the file changes: capture would
+        with sqlite3.connect(journal) as db:  # start a new run; resume finishes the old one
+            (run_id,) = db.execute("SELECT run_id FROM runs").fetchone()
+        resume = [sys.executable, "-m", "recon", "resume", run_id, "--journal", str(journal)]
+        wrong = subprocess.run(
+            [*resume, "--yes"], env={**server.env(), "FINLINE_BASE_URL": "https://x.example/v1"},
+            cwd=tmp_path, capture_output=True,
+        )  # fmt: skip
+        assert wrong.returncode == 2 and b"was made against" in wrong.stderr
+        done = subprocess.run(
+            [*resume, "--yes", "--rate", "200", "--out", str(tmp_path / "done.xlsx")],
+            env=server.env(), cwd=tmp_path, capture_output=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        captures = server.stats()["captures"]
+    assert {k for k, n in captures.items() if n} == {f"K-{i:04d}" for i in range(ORDERS)}
+    assert set(v for k, v in captures.items() if k.startswith("K-")) == {1}
+    wb = load_workbook(tmp_path / "done.xlsx", read_only=True)
+    rows = list(wb["Reconciliation"].iter_rows(values_only=True))
+    assert len(rows) - 1 == ORDERS and {r[rows[0].index("Outcome")] for r in rows[1:]} == {
+        "captured"
+    }
