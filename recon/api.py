@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -112,7 +112,6 @@ class Reply:
     code: str = ""  # the provider's code for a refusal
     message: str = ""  # plain words: why refused, why in doubt
     retry_after: str | None = None  # the raw Retry-After header of a 429
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -450,12 +449,3 @@ class Client:
             code=code,
             message=f"server error {status}: the capture may have happened",
         )
-
-
-def describe(reply: Reply) -> str:
-    """One line for logs and the journal: never carries headers, so never a secret."""
-    return f"{reply.kind} {reply.http_status or '-'} {reply.code} {reply.message}".strip()
-
-
-def operations_from(data: Sequence[Any]) -> list[Operation]:
-    return [parse_operation(d) for d in data]

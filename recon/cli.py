@@ -134,6 +134,15 @@ def input_options(func: F) -> F:
     return func
 
 
+def out_option(func: F) -> F:
+    return click.option(
+        "--out",
+        "out_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Workbook to write [default: reports/<input>-<run id>.xlsx].",
+    )(func)
+
+
 def journal_option(func: F) -> F:
     return click.option(
         "--journal",
@@ -149,11 +158,13 @@ def _settings() -> Settings:
     return Settings.from_env(env)
 
 
-def _read(path: Path, sheet: str | None, decimal: str | None, pos_id: str | None) -> Batch:
-    table: RawTable = read_table(path, sheet)
+def _read(
+    path: Path, sheet: str | None, decimal: str | None, pos_id: str | None
+) -> tuple[RawTable, Batch]:
+    table = read_table(path, sheet)
     for warning in table.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
-    return validate(table, pos_id, decimal)
+    return table, validate(table, pos_id, decimal)
 
 
 def _print_rejections(rejections: Iterable[Rejection], limit: int = 200) -> None:
@@ -226,7 +237,7 @@ def validate_cmd(
 
     Exit 0 when every row is valid, 2 when any is not.
     """
-    batch = _read(input_file, sheet, decimal, _settings().pos_id)
+    _, batch = _read(input_file, sheet, decimal, _settings().pos_id)
     if errors_out is not None:
         write_rejections_csv(batch.rejections, errors_out)
     if batch.rejections:
@@ -338,12 +349,7 @@ def _options(
 @click.argument(
     "input_file", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--out",
-    "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Workbook to write [default: reports/<input>-<run id>.xlsx].",
-)
+@out_option
 @journal_option
 @batch_options
 @input_options
@@ -385,10 +391,10 @@ def capture_cmd(
         from recon.sandbox.embedded import embedded_sandbox
 
         # The sandbox's own POS, never FINLINE_POS_ID: a sandbox run must not look like a real one.
-        batch = _read(input_file, sheet, decimal, SANDBOX_POS_ID)
+        table, batch = _read(input_file, sheet, decimal, SANDBOX_POS_ID)
         transport, settings = embedded_sandbox(batch.orders, input_file)
     else:
-        batch = _read(input_file, sheet, decimal, settings.pos_id)
+        table, batch = _read(input_file, sheet, decimal, settings.pos_id)
     if batch.rejections:
         _print_rejections(batch.rejections)
         if not skip_invalid:
@@ -399,11 +405,10 @@ def capture_cmd(
             )
     logging.getLogger("recon").info("settings: %s", settings.masked())
     err.print(_plan_table(batch))
-    table_info = read_table_info(input_file)
     if dry_run:
         run = RunInfo(
-            run_id="dry-run", input_name=input_file.name, input_size=table_info[0],
-            input_sha256=table_info[1], rows_read=len(batch.rows), rows_sent=0,
+            run_id="dry-run", input_name=input_file.name, input_size=table.size,
+            input_sha256=table.sha256, rows_read=len(batch.rows), rows_sent=0,
             started_at=utc_now(), finished_at=utc_now(), tool_version=__version__,
             base_url=settings.base_url, pos_ids=tuple(sorted({o.pos_id for o in batch.orders})),
             rate=rate, user=current_user(), host=os.uname().nodename,
@@ -415,7 +420,7 @@ def capture_cmd(
     if not sandbox:
         settings.require_credentials()
     pos_ids = tuple(sorted({o.pos_id for o in batch.orders}))
-    key = run_key(table_info[1], pos_ids, settings.base_url, sheet, decimal)
+    key = run_key(table.sha256, pos_ids, settings.base_url, sheet, decimal)
     with Journal(journal, exclusive=True) as jr:
         run_id = jr.find_run(key)
         to_send = len(batch.orders) if run_id is None else jr.unsettled(run_id)
@@ -423,8 +428,8 @@ def capture_cmd(
             _confirm(to_send, settings.base_url)
         if run_id is None:
             run_id = jr.create_run(
-                batch, input_name=input_file.name, input_size=table_info[0],
-                input_sha256=table_info[1], base_url=settings.base_url, rate=rate,
+                batch, input_name=input_file.name, input_size=table.size,
+                input_sha256=table.sha256, base_url=settings.base_url, rate=rate,
                 user=current_user(), key=key,
             )  # fmt: skip
             err.print(f"run {run_id} started (journal {journal})")
@@ -476,12 +481,7 @@ def _drive(
 @click.argument("run_id")
 @journal_option
 @batch_options
-@click.option(
-    "--out",
-    "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Workbook to write [default: reports/<input>-<run id>.xlsx].",
-)
+@out_option
 @click.option(
     "--yes",
     "-y",
@@ -525,16 +525,6 @@ def _confirm(orders: int, base_url: str) -> None:
         raise UsageError("not confirmed: nothing was sent")
 
 
-def read_table_info(path: Path) -> tuple[int, str]:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return path.stat().st_size, digest.hexdigest()
-
-
 def _capture(
     journal: Journal,
     run_id: str,
@@ -572,12 +562,7 @@ def _capture(
 @cli.command("report")
 @click.argument("run_id")
 @journal_option
-@click.option(
-    "--out",
-    "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Workbook to write [default: reports/<input>-<run id>.xlsx].",
-)
+@out_option
 def report_cmd(run_id: str, journal: Path, out_file: Path | None) -> None:
     """Write the workbook of RUN_ID again from the journal. Sends nothing."""
     if not journal.exists():
@@ -726,7 +711,7 @@ def sandbox_serve_cmd(
     from recon.sandbox.ledger import Ledger, holds_for_orders, load_holds
 
     if orders is not None:
-        batch = _read(orders, None, None, _settings().pos_id or SANDBOX_POS_ID)
+        _, batch = _read(orders, None, None, _settings().pos_id or SANDBOX_POS_ID)
         hold_list = holds_for_orders(batch.orders)
     else:
         holds = holds or Path("sample_data/holds.csv")

@@ -65,6 +65,14 @@ def capture(transport: httpx.AsyncBaseTransport, order: Order = DOC_ORDER) -> Re
     return asyncio.run(go())
 
 
+def lookup(transport: httpx.AsyncBaseTransport, order: Order = DOC_ORDER) -> Reply:
+    async def go() -> Reply:
+        async with Client(SETTINGS, transport=transport) as client:
+            return await client.lookup_capture(order)
+
+    return asyncio.run(go())
+
+
 def test_documented_request_headers_and_body() -> None:
     transport, seen = answering(200, PARTIAL_ANSWER)
     capture(transport)
@@ -209,13 +217,7 @@ def test_connection_refused_is_not_sent_and_lost_connection_is_in_doubt() -> Non
 
 def test_lookup_encodes_the_order_id_as_one_path_segment() -> None:
     transport, seen = answering(404, '{"message": "not found"}')
-    odd = Order(2, "A/B?C#D%E F", POS, "UAH", None)
-
-    async def go() -> Reply:
-        async with Client(SETTINGS, transport=transport) as client:
-            return await client.lookup_capture(odd)
-
-    reply = asyncio.run(go())
+    reply = lookup(transport, Order(2, "A/B?C#D%E F", POS, "UAH", None))
     assert reply.kind is ReplyKind.NOT_FOUND
     assert (
         seen[0].url.raw_path == f"/api/v1/pos/{POS}/orders/A%2FB%3FC%23D%25E%20F/capture".encode()
@@ -225,16 +227,11 @@ def test_lookup_encodes_the_order_id_as_one_path_segment() -> None:
 def test_lookup_list_shape_picks_the_capture() -> None:
     auth = FULL_ANSWER.replace('"method": "capture"', '"method": "auth"')
     transport, _ = answering(200, f"[{auth}, {FULL_ANSWER}]")
-
-    async def go() -> Reply:
-        async with Client(SETTINGS, transport=transport) as client:
-            return await client.lookup_capture(DOC_ORDER)
-
-    reply = asyncio.run(go())
+    reply = lookup(transport)
     assert reply.kind is ReplyKind.OPERATION and reply.operation is not None
     assert reply.operation.method == "capture"
     transport, _ = answering(200, f"[{auth}]")
-    assert asyncio.run(go()).kind is ReplyKind.NOT_FOUND
+    assert lookup(transport).kind is ReplyKind.NOT_FOUND
 
 
 def test_the_hold_itself_is_not_a_capture() -> None:
@@ -284,12 +281,7 @@ def test_a_credential_echoed_by_the_provider_is_masked() -> None:
 def test_lookup_list_prefers_a_successful_capture() -> None:
     failed = FULL_ANSWER.replace('"status": "success"', '"status": "failure"')
     transport, _ = answering(200, f"[{FULL_ANSWER}, {failed}]")
-
-    async def go() -> Reply:
-        async with Client(SETTINGS, transport=transport) as client:
-            return await client.lookup_capture(DOC_ORDER)
-
-    reply = asyncio.run(go())
+    reply = lookup(transport)
     assert reply.operation is not None and reply.operation.status == "success"
 
 
@@ -329,14 +321,6 @@ def test_an_answer_that_does_not_name_its_pos_and_currency_is_in_doubt(
     body = FULL_ANSWER.replace(field, "").replace('"status": "success"', f'"status": "{status}"')
     transport, _ = answering(200, body)
     assert capture(transport).kind is ReplyKind.IN_DOUBT
-
-
-def lookup(transport: httpx.AsyncBaseTransport) -> Reply:
-    async def go() -> Reply:
-        async with Client(SETTINGS, transport=transport) as client:
-            return await client.lookup_capture(DOC_ORDER)
-
-    return asyncio.run(go())
 
 
 def test_a_listed_operation_that_does_not_say_what_it_is_is_in_doubt() -> None:

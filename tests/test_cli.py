@@ -151,6 +151,8 @@ def test_rerun_resumes_and_sends_nothing(workdir: Path) -> None:
     assert len(books) == 1  # the same run id, the same workbook name, rewritten
     runs = invoke("runs")
     assert runs.exit_code == OK and "orders.csv" in runs.output
+    assert "captured:39" in runs.output and "failed:9" in runs.output  # counts per outcome
+    assert "11,361.69 UAH" in runs.output  # the run's captured total
 
 
 def test_report_reproduces_the_reconciliation_sheet(workdir: Path) -> None:
